@@ -1,0 +1,49 @@
+"""ai-swarm: a private AI stack on one Oracle Cloud Always Free Ampere A1 host."""
+
+import pulumi
+import pulumi_oci as oci
+
+from components.config import load_config
+from components.host import ArmHost, ArmHostArgs
+from components.network import Network, NetworkArgs
+
+
+def _availability_domain_names(compartment_id: str) -> list[str]:
+    found = oci.identity.get_availability_domains(compartment_id=compartment_id)
+    return [domain.name for domain in found.availability_domains]
+
+
+config = load_config(_availability_domain_names)
+
+network = Network(
+    "swarm",
+    NetworkArgs(
+        compartment_id=config.compartment_id,
+        vcn_cidr=config.vcn_cidr,
+        subnet_cidr=config.subnet_cidr,
+        admin_cidrs=config.admin_cidrs,
+        admin_ports=config.admin_ports,
+    ),
+)
+host = ArmHost(
+    config.host_name,
+    ArmHostArgs(
+        compartment_id=config.compartment_id,
+        availability_domain=config.availability_domain,
+        subnet_id=network.subnet_id,
+        host_name=config.host_name,
+        ocpus=config.host_size.ocpus,
+        memory_gb=config.host_size.memory_gb,
+        boot_volume_gb=config.boot_volume_gb,
+        data_volume_gb=config.data_volume_gb,
+        ssh_public_key=config.ssh_public_key,
+        ssh_private_key=config.ssh_private_key,
+        admin_cidrs=config.admin_cidrs,
+        admin_ports=config.admin_ports,
+    ),
+)
+
+pulumi.export("profile", config.profile.name)
+pulumi.export("publicIp", host.public_ip)
+pulumi.export("sshCommand", host.ssh_command)
+pulumi.export("dockerHost", host.docker_host)

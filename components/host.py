@@ -1,0 +1,200 @@
+"""The Ampere A1 Docker host: instance, protected state volume, reserved IP, readiness gate."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+import pulumi_oci as oci
+
+from components.cloud_init import DATA_DEVICE, DATA_ROOT, SSH_USER, CloudInitArgs, render_user_data
+
+__all__ = ["A1_SHAPE", "DATA_ROOT", "HOST_TAG", "ArmHost", "ArmHostArgs"]
+
+A1_SHAPE = "VM.Standard.A1.Flex"
+HOST_TAG = "ai-swarm-host"
+UBUNTU = ("Canonical Ubuntu", "24.04")
+# Seconds the readiness gate waits for cloud-init; the Command's own timeout is a little longer.
+CLOUD_INIT_WAIT_SECONDS = 1200
+
+# `cloud-init status --wait` exits 2 when boot finished with recoverable errors ("degraded").
+_READY_SCRIPT = f"""set -u
+rc=0
+sudo timeout {CLOUD_INIT_WAIT_SECONDS} cloud-init status --wait >/dev/null || rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then
+  echo "cloud-init did not finish (exit $rc)" >&2
+  sudo cloud-init status --long >&2
+  exit 1
+fi
+mountpoint -q {DATA_ROOT} || {{ echo "{DATA_ROOT} is not mounted" >&2; exit 1; }}
+sg docker -c 'docker info --format "docker {{{{.ServerVersion}}}} ready"'
+"""
+
+
+@dataclass(frozen=True)
+class ArmHostArgs:
+    compartment_id: str
+    availability_domain: str
+    subnet_id: pulumi.Input[str]
+    host_name: str
+    ocpus: int
+    memory_gb: int
+    boot_volume_gb: int
+    data_volume_gb: int
+    ssh_public_key: str
+    ssh_private_key: pulumi.Output[str]
+    admin_cidrs: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    admin_ports: Sequence[int]
+
+
+class ArmHost(pulumi.ComponentResource):
+    """One VM.Standard.A1.Flex instance running Docker, with its state on a separate volume.
+
+    The cloud-config travels in the instance metadata, and OCI replaces an instance whose
+    metadata changes. That is deliberate: the host holds no state (services keep theirs on the
+    protected data volume, which a replacement mounts again) and the reserved IP moves to the new
+    instance. The instance is deleted before its replacement is created, since the allowance has
+    room for only one host of this size. A newer Ubuntu image, on the other hand, is ignored:
+    the running host is never re-imaged by an `up`.
+    """
+
+    host_name: str
+    public_ip: pulumi.Output[str]
+    private_ip: pulumi.Output[str]
+    docker_host: pulumi.Output[str]
+    ssh_command: pulumi.Output[str]
+    ready: command.remote.Command
+
+    def __init__(
+        self, name: str, args: ArmHostArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ai-swarm:oci:ArmHost", name, None, opts)
+        self.host_name = args.host_name
+
+        instance = self._instance(name, args)
+        volume = oci.core.Volume(
+            f"{name}-data",
+            compartment_id=args.compartment_id,
+            availability_domain=args.availability_domain,
+            display_name=f"{args.host_name}-data",
+            size_in_gbs=str(args.data_volume_gb),
+            freeform_tags={HOST_TAG: args.host_name},
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
+        attachment = oci.core.VolumeAttachment(
+            f"{name}-data-attachment",
+            attachment_type="paravirtualized",
+            instance_id=instance.id,
+            volume_id=volume.id,
+            device=DATA_DEVICE,
+            display_name=f"{args.host_name}-data",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        reserved_ip = oci.core.PublicIp(
+            f"{name}-ip",
+            compartment_id=args.compartment_id,
+            lifetime="RESERVED",
+            display_name=f"{args.host_name}-ip",
+            private_ip_id=_primary_private_ip_id(args.compartment_id, instance),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.public_ip = reserved_ip.ip_address
+        self.private_ip = instance.private_ip
+        self.docker_host = pulumi.Output.concat("ssh://", SSH_USER, "@", self.public_ip)
+        self.ssh_command = pulumi.Output.concat("ssh ", SSH_USER, "@", self.public_ip)
+        self.ready = command.remote.Command(
+            f"{name}-ready",
+            connection=command.remote.ConnectionArgs(
+                host=self.public_ip,
+                user=SSH_USER,
+                private_key=args.ssh_private_key,
+                dial_error_limit=-1,
+                per_dial_timeout=30,
+            ),
+            create=_READY_SCRIPT,
+            triggers=[instance.id, attachment.id],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[attachment],
+                custom_timeouts=pulumi.CustomTimeouts(create="25m", update="25m"),
+            ),
+        )
+        self.register_outputs(
+            {
+                "publicIp": self.public_ip,
+                "privateIp": self.private_ip,
+                "dockerHost": self.docker_host,
+                "sshCommand": self.ssh_command,
+            }
+        )
+
+    def _instance(self, name: str, args: ArmHostArgs) -> oci.core.Instance:
+        user_data = render_user_data(CloudInitArgs(args.admin_cidrs, args.admin_ports))
+        return oci.core.Instance(
+            f"{name}-instance",
+            compartment_id=args.compartment_id,
+            availability_domain=args.availability_domain,
+            display_name=args.host_name,
+            shape=A1_SHAPE,
+            shape_config=oci.core.InstanceShapeConfigArgs(
+                ocpus=args.ocpus, memory_in_gbs=args.memory_gb
+            ),
+            source_details=oci.core.InstanceSourceDetailsArgs(
+                source_type="image",
+                source_id=_newest_ubuntu_image(args.compartment_id),
+                boot_volume_size_in_gbs=str(args.boot_volume_gb),
+            ),
+            create_vnic_details=oci.core.InstanceCreateVnicDetailsArgs(
+                subnet_id=args.subnet_id,
+                assign_public_ip="false",
+                hostname_label=args.host_name,
+                display_name=f"{args.host_name}-vnic",
+            ),
+            metadata={
+                "ssh_authorized_keys": args.ssh_public_key,
+                "user_data": base64.b64encode(user_data.encode()).decode(),
+            },
+            freeform_tags={HOST_TAG: args.host_name},
+            preserve_boot_volume=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                ignore_changes=["sourceDetails.sourceId"],
+                delete_before_replace=True,
+                custom_timeouts=pulumi.CustomTimeouts(create="30m"),
+            ),
+        )
+
+
+def _newest_ubuntu_image(compartment_id: str) -> pulumi.Output[str]:
+    operating_system, version = UBUNTU
+    images = oci.core.get_images_output(
+        compartment_id=compartment_id,
+        operating_system=operating_system,
+        operating_system_version=version,
+        shape=A1_SHAPE,
+        sort_by="TIMECREATED",
+        sort_order="DESC",
+    )
+    return images.images.apply(
+        lambda found: _first_image_id(found, f"{operating_system} {version}")
+    )
+
+
+def _first_image_id(images: Sequence[oci.core.outputs.GetImagesImageResult], wanted: str) -> str:
+    if not images:
+        raise pulumi.RunError(f"OCI lists no {wanted} image for {A1_SHAPE} in this compartment")
+    return images[0].id
+
+
+def _primary_private_ip_id(compartment_id: str, instance: oci.core.Instance) -> pulumi.Output[str]:
+    attachments = oci.core.get_vnic_attachments_output(
+        compartment_id=compartment_id, instance_id=instance.id
+    )
+    vnic_id = attachments.vnic_attachments.apply(lambda found: found[0].vnic_id)
+    private_ips = oci.core.get_private_ips_output(vnic_id=vnic_id)
+    return private_ips.private_ips.apply(lambda found: found[0].id)

@@ -1,0 +1,372 @@
+"""Runs `__main__.py` in-process under Pulumi's mocks and records every registration.
+
+The tests and the offline dry run share this engine. It stands in for the cloud only: the
+program, the Pulumi SDK and the providers' Python SDKs run as they do under the CLI, and each
+registration is captured as the engine's resource monitor receives it (type, name, parent,
+provider, dependencies, options, and the inputs in wire form with secrets and unknowns marked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import json
+import runpy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.stack import run_pulumi_func
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT = "ai-swarm"
+DEFAULT_STACK = "oracle"
+
+_SECRET_SIG_KEY = rpc._special_sig_key
+_SECRET_SIG = rpc._special_secret_sig
+
+# Stand-ins for the identity a real stack gets from its owner. None of them is a credential:
+# the public key is a throwaway one made for this purpose, the "private key" is not a key.
+PLACEHOLDER_CONFIG: Mapping[str, str] = {
+    "oci:region": "eu-frankfurt-1",
+    "oci:tenancyOcid": "ocid1.tenancy.oc1..dryrunplaceholder",
+    "ai-swarm:adminCidrs": json.dumps(["198.51.100.7/32"]),
+    "ai-swarm:sshPublicKey": (
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFZfmMJyhNh42eSvwaHisUoMUb6t/zYTmFTfXWBFRU+L "
+        "dry-run-placeholder"
+    ),
+}
+PLACEHOLDER_SECRETS: Mapping[str, str] = {
+    "ai-swarm:sshPrivateKey": "dry-run placeholder: not a private key",
+}
+
+
+class ProgramError(Exception):
+    """The program raised `cause`; `registrations` is what it had registered until then."""
+
+    def __init__(self, cause: BaseException, registrations: tuple[Registration, ...]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.registrations = registrations
+
+
+class Unknown:
+    """An input whose value is not known until the resource it comes from exists."""
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+UNKNOWN = Unknown()
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One resource as the Pulumi engine would receive it."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    provider: str
+    dependencies: tuple[str, ...]
+    property_dependencies: Mapping[str, tuple[str, ...]]
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    ignore_changes: tuple[str, ...]
+    replace_on_changes: tuple[str, ...]
+    wire_inputs: struct_pb2.Struct
+    inputs: dict[str, Any] = field(compare=False)
+
+    @property
+    def secret_paths(self) -> tuple[str, ...]:
+        """Dotted paths of the inputs that travel as secrets."""
+        return tuple(_secret_paths(json_format.MessageToDict(self.wire_inputs), ""))
+
+
+@dataclass(frozen=True)
+class Invoke:
+    """A data-source call the program made (token such as `oci:Core/getImages:getImages`)."""
+
+    token: str
+    args: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ProgramRun:
+    stack: str
+    preview: bool
+    registrations: tuple[Registration, ...]
+    outputs: Mapping[str, Any]
+    invokes: tuple[Invoke, ...]
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> Registration:
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            raise LookupError(f"expected one {type_} {name or ''}, found {len(found)}")
+        return found[0]
+
+    def by_urn(self) -> dict[str, Registration]:
+        return {r.urn: r for r in self.registrations}
+
+
+def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
+    """The stack's committed config as the CLI hands it over (structured values as JSON)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name} in {project_dir}")
+    document = yaml.safe_load(path.read_text()) or {}
+    config: dict[str, str] = {}
+    for key, value in (document.get("config") or {}).items():
+        if isinstance(value, dict) and "secure" in value:
+            continue  # encrypted: cannot be read offline; the placeholder stands in for it
+        config[qualify_key(key)] = _config_text(value)
+    return config
+
+
+def qualify_key(key: str) -> str:
+    """`profile` -> `ai-swarm:profile`; keys with a namespace are kept."""
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def _config_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def run_program(
+    stack: str = DEFAULT_STACK,
+    overrides: Mapping[str, str] | None = None,
+    preview: bool = False,
+    project_dir: Path = PROJECT_DIR,
+) -> ProgramRun:
+    """Run the program for `stack` under mocks and return what it registered.
+
+    `overrides` (keys with or without the `ai-swarm:` namespace) win over the stack file, which
+    wins over the placeholders. `preview=True` leaves created outputs unknown, as in
+    `pulumi preview`. Errors raised by the program (a `ConfigError`, say) propagate.
+    """
+    config = {**PLACEHOLDER_CONFIG, **PLACEHOLDER_SECRETS, **stack_config(stack, project_dir)}
+    config.update({qualify_key(k): v for k, v in (overrides or {}).items()})
+    secret_keys = [k for k in PLACEHOLDER_SECRETS if config[k] == PLACEHOLDER_SECRETS[k]]
+    # A fresh context per run: the SDK keeps its settings, config and root stack in context vars.
+    return contextvars.Context().run(
+        _run_isolated, stack, config, secret_keys, preview, project_dir / "__main__.py"
+    )
+
+
+def _run_isolated(
+    stack: str, config: dict[str, str], secret_keys: list[str], preview: bool, program: Path
+) -> ProgramRun:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    monitor = RecordingMonitor(CloudMocks(preview))
+    try:
+        pulumi.runtime.set_mocks(
+            monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor
+        )
+        pulumi.runtime.set_all_config(config, secret_keys)
+        loop.run_until_complete(run_pulumi_func(_program_runner(program)))
+        outputs = loop.run_until_complete(_stack_outputs())
+    except Exception as error:
+        raise ProgramError(error, tuple(monitor.registrations)) from error
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    invokes = tuple(monitor.mocks.invokes)
+    return ProgramRun(stack, preview, tuple(monitor.registrations), outputs, invokes)
+
+
+def _program_runner(program: Path) -> Callable[[], None]:
+    def run() -> None:
+        runpy.run_path(str(program), run_name="__main__")
+
+    return run
+
+
+async def _stack_outputs() -> dict[str, Any]:
+    root = pulumi.runtime.get_root_resource()
+    exported: dict[str, Any] = getattr(root, "outputs", {})
+    resolved: dict[str, Any] = {}
+    for name, value in exported.items():
+        output = pulumi.Output.from_input(value)
+        known = await output.is_known()
+        resolved[name] = await output.future() if known else UNKNOWN
+    return resolved
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, keeping the whole registration request of every resource."""
+
+    mocks: CloudMocks
+
+    def __init__(self, mocks: CloudMocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(_registration(response.urn, request))
+        return response
+
+
+def _registration(urn: str, request: Any) -> Registration:
+    wire = struct_pb2.Struct()
+    wire.CopyFrom(request.object)
+    return Registration(
+        urn=urn,
+        type=request.type,
+        name=request.name,
+        custom=request.custom,
+        parent=request.parent,
+        provider=request.provider,
+        dependencies=tuple(request.dependencies),
+        property_dependencies={
+            key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()
+        },
+        protect=request.protect,
+        retain_on_delete=request.retainOnDelete,
+        delete_before_replace=request.deleteBeforeReplace,
+        ignore_changes=tuple(request.ignoreChanges),
+        replace_on_changes=tuple(request.replaceOnChanges),
+        wire_inputs=wire,
+        inputs=plain_value(json_format.MessageToDict(wire)),
+    )
+
+
+def plain_value(wire: Any) -> Any:
+    """Wire form to Python values: secrets unwrapped, unknowns as `UNKNOWN`."""
+    if isinstance(wire, dict):
+        if wire.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            return plain_value(wire.get("value"))
+        return {key: plain_value(item) for key, item in wire.items()}
+    if isinstance(wire, list):
+        return [plain_value(item) for item in wire]
+    if wire == rpc.UNKNOWN:
+        return UNKNOWN
+    return wire
+
+
+def _secret_paths(wire: Any, prefix: str) -> list[str]:
+    if isinstance(wire, dict):
+        if wire.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            return [prefix]
+        return [p for k, v in wire.items() for p in _secret_paths(v, f"{prefix}.{k}".lstrip("."))]
+    if isinstance(wire, list):
+        return [p for i, v in enumerate(wire) for p in _secret_paths(v, f"{prefix}[{i}]")]
+    return []
+
+
+class CloudMocks(pulumi_mocks.Mocks):
+    """Plausible answers from OCI, Docker and the generators, deterministic per resource name.
+
+    In preview, outputs that only exist after creation are left out, so the SDK makes them
+    unknown, as `pulumi preview` does.
+    """
+
+    def __init__(self, preview: bool) -> None:
+        self.preview = preview
+        self.invokes: list[Invoke] = []
+
+    def new_resource(
+        self, args: pulumi_mocks.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        if self.preview:
+            return "", state
+        state.update(_created_outputs(args.typ, args.name, args.inputs))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        self.invokes.append(Invoke(args.token, dict(args.args)))
+        answer = _INVOKE_ANSWERS.get(args.token)
+        return (answer(args.args) if answer else {}), []
+
+
+def _fake(name: str, purpose: str, length: int) -> str:
+    """A stable stand-in for a generated value: the same name always gets the same value."""
+    digest = hashlib.sha256(f"{purpose}/{name}".encode()).hexdigest()
+    return (digest * (length // len(digest) + 1))[:length]
+
+
+def _created_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    length = int(inputs.get("length", 32))
+    outputs: dict[str, dict[str, Any]] = {
+        "random:index/randomPassword:RandomPassword": {"result": _fake(name, "password", length)},
+        "random:index/randomId:RandomId": {
+            "hex": _fake(name, "id", 2 * int(inputs.get("byteLength", 16))),
+            "b64Std": _fake(name, "b64", 4 * int(inputs.get("byteLength", 16)) // 3),
+        },
+        "oci:Core/publicIp:PublicIp": {"ipAddress": "192.0.2.10"},
+        "oci:Core/instance:Instance": {"privateIp": "10.0.1.10", "state": "RUNNING"},
+        "oci:Core/vcn:Vcn": {"defaultSecurityListId": f"{name}-default-security-list"},
+        "command:remote:Command": {"stdout": "", "stderr": ""},
+        "docker:index/remoteImage:RemoteImage": {"imageId": f"sha256:{_fake(name, 'image', 64)}"},
+    }
+    return outputs.get(type_, {})
+
+
+def _availability_domains(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "availabilityDomains": [
+            {
+                "name": f"Uocm:EU-FRANKFURT-1-AD-{n}",
+                "id": f"ad-{n}",
+                "compartmentId": args.get("compartmentId"),
+            }
+            for n in (1, 2, 3)
+        ]
+    }
+
+
+def _images(args: Mapping[str, Any]) -> dict[str, Any]:
+    version = args.get("operatingSystemVersion", "")
+    return {
+        "images": [
+            {
+                "id": f"ocid1.image.oc1.eu-frankfurt-1.dryrun-ubuntu-{version}-aarch64-{n}",
+                "displayName": f"Canonical-Ubuntu-{version}-aarch64-2026.1{n}.01-0",
+                "operatingSystem": args.get("operatingSystem"),
+                "operatingSystemVersion": version,
+            }
+            for n in (1, 0)
+        ]
+    }
+
+
+def _vnic_attachments(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "vnicAttachments": [
+            {"vnicId": f"{args.get('instanceId')}-vnic", "instanceId": args.get("instanceId")}
+        ]
+    }
+
+
+def _private_ips(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "privateIps": [
+            {"id": f"{args.get('vnicId')}-private-ip", "ipAddress": "10.0.1.10", "isPrimary": True}
+        ]
+    }
+
+
+_INVOKE_ANSWERS: Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "oci:Identity/getAvailabilityDomains:getAvailabilityDomains": _availability_domains,
+    "oci:Core/getImages:getImages": _images,
+    "oci:Core/getVnicAttachments:getVnicAttachments": _vnic_attachments,
+    "oci:Core/getPrivateIps:getPrivateIps": _private_ips,
+}
