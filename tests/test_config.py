@@ -1,0 +1,125 @@
+"""Config validation: every bad value stops the program before a single resource exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.config import ConfigError
+from dryrun.engine import ProgramError, ProgramRun, run_program
+
+INSTANCE = "oci:Core/instance:Instance"
+
+
+def _shape(run: ProgramRun) -> tuple[float, float]:
+    shape_config = run.one(INSTANCE).inputs["shapeConfig"]
+    return shape_config["ocpus"], shape_config["memoryInGbs"]
+
+
+def test_default_profile_is_todays_free_allowance(always_free_run: ProgramRun) -> None:
+    assert always_free_run.outputs["profile"] == "always-free"
+    assert _shape(always_free_run) == (2, 12)
+
+
+def test_a1_4x24_profile_is_named_and_larger(a1_4x24_run: ProgramRun) -> None:
+    assert a1_4x24_run.outputs["profile"] == "a1-4x24"
+    assert _shape(a1_4x24_run) == (4, 24)
+
+
+def test_explicit_sizes_override_the_profile() -> None:
+    run = run_program(overrides={"profile": "a1-4x24", "ocpus": "1", "memoryGb": "6"})
+    assert _shape(run) == (1, 6)
+
+
+def test_volume_sizes_default_and_override() -> None:
+    run = run_program(overrides={"bootVolumeGb": "60", "dataVolumeGb": "100"})
+    instance = run.one(INSTANCE).inputs
+    assert instance["sourceDetails"]["bootVolumeSizeInGbs"] == "60"
+    assert run.one("oci:Core/volume:Volume").inputs["sizeInGbs"] == "100"
+
+
+def test_availability_domain_by_index_and_by_name() -> None:
+    by_index = run_program(overrides={"availabilityDomain": "3"})
+    by_name = run_program(overrides={"availabilityDomain": "Uocm:EU-FRANKFURT-1-AD-2"})
+    assert by_index.one(INSTANCE).inputs["availabilityDomain"] == "Uocm:EU-FRANKFURT-1-AD-3"
+    assert by_name.one(INSTANCE).inputs["availabilityDomain"] == "Uocm:EU-FRANKFURT-1-AD-2"
+
+
+def test_admin_cidrs_accept_a_json_list_and_comma_separated_text() -> None:
+    as_list = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "2001:db8::/64"]'})
+    as_text = run_program(overrides={"adminCidrs": "203.0.113.0/28, 2001:db8::/64"})
+    sources = {
+        rule["source"]
+        for run in (as_list, as_text)
+        for rule in run.one("oci:Core/securityList:SecurityList").inputs["ingressSecurityRules"]
+        if rule["protocol"] == "6"
+    }
+    assert sources == {"203.0.113.0/28", "2001:db8::/64"}
+
+
+def test_compartment_defaults_to_the_tenancy_and_can_be_set(always_free_run: ProgramRun) -> None:
+    assert always_free_run.one(INSTANCE).inputs["compartmentId"].startswith("ocid1.tenancy.")
+    other = "ocid1.compartment.oc1..aaaaexample"
+    run = run_program(overrides={"compartmentOcid": other})
+    assert {r.inputs.get("compartmentId") for r in run.registrations if r.custom} == {
+        other,
+        None,  # resources without a compartment (the readiness command)
+    }
+
+
+KEY_PUBLIC_BODY = "AAAAC3NzaC1lZDI1NTE5AAAAIFZfmMJyhNh42eSvwaHisUoMUb6t/zYTmFTfXWBFRU+L"
+
+# (key, value set, the bad value as the message shows it, what the message says is allowed)
+BAD_VALUES = [
+    ("profile", "free", "'free'", "always-free, a1-4x24"),
+    ("ocpus", "two", "'two'", "a whole number from 1 to 80"),
+    ("ocpus", "0", "'0'", "a whole number from 1 to 80"),
+    ("ocpus", "81", "'81'", "a whole number from 1 to 80"),
+    ("ocpus", "1.5", "'1.5'", "a whole number from 1 to 80"),
+    ("memoryGb", "129", "'129'", "a whole number from 2 to 128"),  # 2 OCPUs x 1..64 GB
+    ("memoryGb", "1", "'1'", "a whole number from 2 to 128"),
+    ("memoryGb", "lots", "'lots'", "a whole number from 2 to 128"),
+    ("bootVolumeGb", "49", "'49'", "a whole number from 50 to 32768"),
+    ("dataVolumeGb", "10", "'10'", "a whole number from 50 to 32768"),
+    ("adminCidrs", '["10.0.0.300/32"]', "'10.0.0.300/32'", "a CIDR with no host bits set"),
+    ("adminCidrs", '["198.51.100.7/24"]', "'198.51.100.7/24'", "a CIDR with no host bits set"),
+    ("adminCidrs", '["0.0.0.0/0"]', "'0.0.0.0/0'", "narrower than the whole internet"),
+    ("adminCidrs", "::/0", "'::/0'", "narrower than the whole internet"),
+    ("adminCidrs", "", "''", "required"),
+    ("adminCidrs", '["198.51.100.7/32", 5]', "5]", "a list of the CIDRs"),
+    ("sshPublicKey", "not-a-key", "'not-a-key'", "an OpenSSH public key line"),
+    ("sshPublicKey", f"ssh-rsa {KEY_PUBLIC_BODY}", "'ssh-rsa AAAA", "matches its type"),
+    ("sshPublicKey", "ssh-ed25519 %%%notbase64", "%%%notbase64", "matches its type"),
+    ("availabilityDomain", "4", "'4'", "a 1-based index from 1 to 3"),
+    ("availabilityDomain", "0", "'0'", "a 1-based index from 1 to 3"),
+    ("availabilityDomain", "Uocm:NOWHERE-AD-1", "NOWHERE", "a 1-based index from 1 to 3"),
+    ("hostName", "Swarm_A1", "'Swarm_A1'", "lowercase letters"),
+    ("subnetCidr", "10.1.0.0/24", "'10.1.0.0/24'", "inside vcnCidr 10.0.0.0/16"),
+    ("vcnCidr", "10.0.0.0/33", "'10.0.0.0/33'", "an IPv4 network"),
+    ("compartmentOcid", "my-compartment", "'my-compartment'", "an OCID"),
+    ("oci:tenancyOcid", "", "''", "required"),
+    ("oci:region", "", "''", "required"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "shown", "allowed"), BAD_VALUES)
+def test_bad_value_is_rejected_before_any_resource(
+    key: str, value: str, shown: str, allowed: str
+) -> None:
+    with pytest.raises(ProgramError) as failure:
+        run_program(overrides={key: value})
+    error = failure.value.cause
+    assert isinstance(error, ConfigError)
+    qualified = key if ":" in key else f"ai-swarm:{key}"
+    assert error.key == qualified
+    message = str(error)
+    assert message.startswith(f"config {qualified}: ")
+    assert shown in message
+    assert allowed in message
+    assert failure.value.registrations == ()
+
+
+def test_memory_limits_follow_the_ocpu_count() -> None:
+    with pytest.raises(ProgramError) as failure:
+        run_program(overrides={"ocpus": "1", "memoryGb": "65"})
+    assert "a whole number from 1 to 64" in str(failure.value.cause)
+    assert run_program(overrides={"ocpus": "1", "memoryGb": "64"}).one(INSTANCE)

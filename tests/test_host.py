@@ -1,0 +1,140 @@
+"""The A1 host: shape and sizes, image pinning, protected state, reserved IP, readiness gate."""
+
+from __future__ import annotations
+
+from dryrun.engine import UNKNOWN, ProgramRun, run_program
+from tests.helpers import INSTANCE, user_data, user_data_text
+
+VOLUME = "oci:Core/volume:Volume"
+ATTACHMENT = "oci:Core/volumeAttachment:VolumeAttachment"
+READY = "command:remote:Command"
+
+
+def test_host_component_owns_its_resources(always_free_run: ProgramRun) -> None:
+    host = always_free_run.one("ai-swarm:oci:ArmHost", "swarm-a1")
+    children = {r.type for r in always_free_run.registrations if r.parent == host.urn}
+    assert children == {INSTANCE, VOLUME, ATTACHMENT, "oci:Core/publicIp:PublicIp", READY}
+
+
+def test_instance_is_an_a1_flex_with_both_sizes_set(always_free_run: ProgramRun) -> None:
+    instance = always_free_run.one(INSTANCE).inputs
+    assert instance["shape"] == "VM.Standard.A1.Flex"
+    assert instance["shapeConfig"] == {"ocpus": 2, "memoryInGbs": 12}
+    assert instance["sourceDetails"]["bootVolumeSizeInGbs"] == "50"
+    assert instance["freeformTags"] == {"ai-swarm-host": "swarm-a1"}
+    assert instance["createVnicDetails"]["assignPublicIp"] == "false"
+
+
+def test_newest_ubuntu_2404_image_for_the_a1_shape(always_free_run: ProgramRun) -> None:
+    [lookup] = [i for i in always_free_run.invokes if i.token == "oci:Core/getImages:getImages"]
+    assert lookup.args["operatingSystem"] == "Canonical Ubuntu"
+    assert lookup.args["operatingSystemVersion"] == "24.04"
+    assert lookup.args["shape"] == "VM.Standard.A1.Flex"
+    assert (lookup.args["sortBy"], lookup.args["sortOrder"]) == ("TIMECREATED", "DESC")
+    source_id = always_free_run.one(INSTANCE).inputs["sourceDetails"]["sourceId"]
+    assert source_id.endswith("aarch64-1")  # the first (newest) of the images the mock lists
+
+
+def test_running_host_is_never_reimaged_nor_doubled(always_free_run: ProgramRun) -> None:
+    instance = always_free_run.one(INSTANCE)
+    assert instance.ignore_changes == ("sourceDetails.sourceId",)
+    # The allowance fits one host: the old one goes before a replacement is made.
+    assert instance.delete_before_replace
+
+
+def test_data_volume_is_protected_retained_and_attached(always_free_run: ProgramRun) -> None:
+    volume = always_free_run.one(VOLUME)
+    assert volume.protect
+    assert volume.retain_on_delete
+    assert volume.inputs["sizeInGbs"] == "150"
+    attachment = always_free_run.one(ATTACHMENT).inputs
+    assert attachment["attachmentType"] == "paravirtualized"
+    assert attachment["device"] == "/dev/oracleoci/oraclevdb"
+    assert attachment["volumeId"] == "swarm-a1-data-id"
+    assert attachment["instanceId"] == "swarm-a1-instance-id"
+
+
+def test_volume_lives_in_the_instances_availability_domain(always_free_run: ProgramRun) -> None:
+    domain = always_free_run.one(INSTANCE).inputs["availabilityDomain"]
+    assert always_free_run.one(VOLUME).inputs["availabilityDomain"] == domain
+
+
+def test_reserved_public_ip_is_bound_to_the_primary_private_ip(
+    always_free_run: ProgramRun,
+) -> None:
+    public_ip = always_free_run.one("oci:Core/publicIp:PublicIp").inputs
+    assert public_ip["lifetime"] == "RESERVED"
+    assert public_ip["privateIpId"] == "swarm-a1-instance-id-vnic-private-ip"
+
+
+def test_readiness_gate_waits_for_cloud_init_docker_and_the_mount(
+    always_free_run: ProgramRun,
+) -> None:
+    ready = always_free_run.one(READY)
+    script = ready.inputs["create"]
+    assert "cloud-init status --wait" in script
+    assert "mountpoint -q /mnt/data" in script
+    assert "docker info" in script
+    connection = ready.inputs["connection"]
+    assert connection["dialErrorLimit"] == -1
+    assert connection["user"] == "ubuntu"
+    assert connection["host"] == "192.0.2.10"
+    assert "connection" in ready.secret_paths  # the private key travels as a secret
+    attachment = always_free_run.one(ATTACHMENT)
+    assert attachment.urn in ready.dependencies
+    assert ready.inputs["triggers"] == ["swarm-a1-instance-id", "swarm-a1-data-attachment-id"]
+
+
+def test_outputs_give_the_ip_ssh_command_and_docker_host(always_free_run: ProgramRun) -> None:
+    outputs = always_free_run.outputs
+    assert outputs["publicIp"] == "192.0.2.10"
+    assert outputs["sshCommand"] == "ssh ubuntu@192.0.2.10"
+    assert outputs["dockerHost"] == "ssh://ubuntu@192.0.2.10"
+
+
+def test_preview_keeps_sizes_known_and_created_values_unknown(preview_run: ProgramRun) -> None:
+    instance = preview_run.one(INSTANCE).inputs
+    assert instance["shapeConfig"] == {"ocpus": 2, "memoryInGbs": 12}
+    assert instance["createVnicDetails"]["subnetId"] is UNKNOWN
+    assert preview_run.outputs["publicIp"] is UNKNOWN
+
+
+def test_user_data_fits_the_metadata_limit(always_free_run: ProgramRun) -> None:
+    encoded = always_free_run.one(INSTANCE).inputs["metadata"]["user_data"]
+    assert len(encoded) < 32_000
+
+
+def test_user_data_is_a_cloud_config_with_docker_and_updates(always_free_run: ProgramRun) -> None:
+    assert user_data_text(always_free_run).startswith("#cloud-config\n")
+    document = user_data(always_free_run)
+    assert {"docker.io", "unattended-upgrades"} <= set(document["packages"])
+    runcmd = document["runcmd"]
+    assert ["usermod", "-aG", "docker", "ubuntu"] in runcmd
+    files = {entry["path"]: entry for entry in document["write_files"]}
+    assert 'Unattended-Upgrade "1"' in files["/etc/apt/apt.conf.d/20auto-upgrades"]["content"]
+
+
+def test_user_data_mounts_the_data_volume_without_blocking_boot(
+    always_free_run: ProgramRun,
+) -> None:
+    document = user_data(always_free_run)
+    files = {entry["path"]: entry for entry in document["write_files"]}
+    fstab = files["/etc/fstab"]
+    assert fstab["append"] is True
+    device, mount_point, fs_type, options, *_ = fstab["content"].split()
+    assert (device, mount_point, fs_type) == ("LABEL=ai-swarm-data", "/mnt/data", "ext4")
+    assert "nofail" in options.split(",")
+    prepare = files["/usr/local/sbin/ai-swarm-prepare-data"]
+    assert "if ! blkid /dev/oracleoci/oraclevdb" in prepare["content"]  # format only if blank
+    assert [prepare["path"]] in document["runcmd"]
+
+
+def test_host_firewall_opens_exactly_the_admitted_ports() -> None:
+    run = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "2001:db8::/64"]'})
+    opened = [
+        (command[0], command[command.index("-s") + 1], command[command.index("--dport") + 1])
+        for command in user_data(run)["runcmd"]
+        if "--dport" in command
+    ]
+    assert opened == [("iptables", "203.0.113.0/28", "22"), ("ip6tables", "2001:db8::/64", "22")]
+    assert ["netfilter-persistent", "save"] in user_data(run)["runcmd"]
