@@ -6,6 +6,7 @@ import pulumi_oci as oci
 from components.config import load_config
 from components.host import ArmHost, ArmHostArgs
 from components.network import Network, NetworkArgs
+from components.services.stack import deploy_services
 
 
 def _availability_domain_names(compartment_id: str) -> list[str]:
@@ -31,6 +32,7 @@ host = ArmHost(
         compartment_id=config.compartment_id,
         availability_domain=config.availability_domain,
         subnet_id=network.subnet_id,
+        private_ip=str(config.host_private_ip),
         host_name=config.host_name,
         ocpus=config.host_size.ocpus,
         memory_gb=config.host_size.memory_gb,
@@ -47,3 +49,7 @@ pulumi.export("profile", config.profile.name)
 pulumi.export("publicIp", host.public_ip)
 pulumi.export("sshCommand", host.ssh_command)
 pulumi.export("dockerHost", host.docker_host)
+
+services = deploy_services(config, host)
+pulumi.export("uiTunnel", services.tunnel_command(host.public_ip))
+pulumi.export("litellmMasterKey", services.litellm_master_key)

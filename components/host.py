@@ -40,6 +40,7 @@ class ArmHostArgs:
     compartment_id: str
     availability_domain: str
     subnet_id: pulumi.Input[str]
+    private_ip: str
     host_name: str
     ocpus: int
     memory_gb: int
@@ -64,7 +65,7 @@ class ArmHost(pulumi.ComponentResource):
 
     host_name: str
     public_ip: pulumi.Output[str]
-    private_ip: pulumi.Output[str]
+    private_ip: str
     docker_host: pulumi.Output[str]
     ssh_command: pulumi.Output[str]
     ready: command.remote.Command
@@ -104,7 +105,7 @@ class ArmHost(pulumi.ComponentResource):
         )
 
         self.public_ip = reserved_ip.ip_address
-        self.private_ip = instance.private_ip
+        self.private_ip = args.private_ip
         self.docker_host = pulumi.Output.concat("ssh://", SSH_USER, "@", self.public_ip)
         self.ssh_command = pulumi.Output.concat("ssh ", SSH_USER, "@", self.public_ip)
         self.ready = command.remote.Command(
@@ -152,6 +153,7 @@ class ArmHost(pulumi.ComponentResource):
             create_vnic_details=oci.core.InstanceCreateVnicDetailsArgs(
                 subnet_id=args.subnet_id,
                 assign_public_ip="false",
+                private_ip=args.private_ip,
                 hostname_label=args.host_name,
                 display_name=f"{args.host_name}-vnic",
             ),

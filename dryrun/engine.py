@@ -67,6 +67,16 @@ class Unknown:
 UNKNOWN = Unknown()
 
 
+class Secret:
+    """A stack output that is a secret: its value is never handed out by the engine."""
+
+    def __repr__(self) -> str:
+        return "[secret]"
+
+
+SECRET = Secret()
+
+
 @dataclass(frozen=True)
 class Registration:
     """One resource as the Pulumi engine would receive it."""
@@ -203,8 +213,12 @@ async def _stack_outputs() -> dict[str, Any]:
     resolved: dict[str, Any] = {}
     for name, value in exported.items():
         output = pulumi.Output.from_input(value)
-        known = await output.is_known()
-        resolved[name] = await output.future() if known else UNKNOWN
+        if await output.is_secret():
+            resolved[name] = SECRET
+        elif await output.is_known():
+            resolved[name] = await output.future()
+        else:
+            resolved[name] = UNKNOWN
     return resolved
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import yaml
 
@@ -17,7 +18,7 @@ def user_data_text(run: ProgramRun) -> str:
     return base64.b64decode(encoded).decode()
 
 
-def user_data(run: ProgramRun) -> dict[str, object]:
+def user_data(run: ProgramRun) -> dict[str, Any]:
     document = yaml.safe_load(user_data_text(run))
     assert isinstance(document, dict)
     return document

@@ -94,6 +94,7 @@ BAD_VALUES = [
     ("availabilityDomain", "Uocm:NOWHERE-AD-1", "NOWHERE", "a 1-based index from 1 to 3"),
     ("hostName", "Swarm_A1", "'Swarm_A1'", "lowercase letters"),
     ("subnetCidr", "10.1.0.0/24", "'10.1.0.0/24'", "inside vcnCidr 10.0.0.0/16"),
+    ("subnetCidr", "10.0.1.0/29", "'10.0.1.0/29'", "a network of /28 or larger"),
     ("vcnCidr", "10.0.0.0/33", "'10.0.0.0/33'", "an IPv4 network"),
     ("compartmentOcid", "my-compartment", "'my-compartment'", "an OCID"),
     ("oci:tenancyOcid", "", "''", "required"),

@@ -92,6 +92,15 @@ def test_outputs_give_the_ip_ssh_command_and_docker_host(always_free_run: Progra
     assert outputs["dockerHost"] == "ssh://ubuntu@192.0.2.10"
 
 
+def test_private_ip_is_fixed_inside_the_subnet_and_known_at_preview(
+    preview_run: ProgramRun,
+) -> None:
+    vnic = preview_run.one(INSTANCE).inputs["createVnicDetails"]
+    assert vnic["privateIp"] == "10.0.1.10"
+    moved = run_program(overrides={"subnetCidr": "10.0.8.0/28"})
+    assert moved.one(INSTANCE).inputs["createVnicDetails"]["privateIp"] == "10.0.8.10"
+
+
 def test_preview_keeps_sizes_known_and_created_values_unknown(preview_run: ProgramRun) -> None:
     instance = preview_run.one(INSTANCE).inputs
     assert instance["shapeConfig"] == {"ocpus": 2, "memoryInGbs": 12}

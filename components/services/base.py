@@ -1,0 +1,250 @@
+"""What every service shares: the image pull, the container shape, generated secrets, probes.
+
+A service describes its containers as `ContainerSpec`s; `Service.run` turns each into a
+`docker.Container` with the limits from the catalog (or config), a healthcheck that `wait=True`
+waits for, `restart="unless-stopped"`, bounded json-file logs, the host label, the internal
+network with the container's DNS alias, data directories under `/mnt/data/<dir>`, and uploaded
+config files. Anything secret inside `envs` or `uploads` makes that whole input secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from components.config import ServicesConfig
+from components.host import DATA_ROOT
+from components.services.catalog import ALLOCATIONS, SERVICES, Allocation, ServiceEntry
+
+PLATFORM = "linux/arm64"
+HOST_LABEL = "ai-swarm.host"
+SERVICE_LABEL = "ai-swarm.service"
+LOOPBACK = "127.0.0.1"
+NETWORK_NAME = "ai-swarm"
+# Fixed so that pg_hba.conf can admit exactly the containers' network and nothing else.
+NETWORK_SUBNET = ipaddress.IPv4Network("172.30.0.0/24")
+LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+SECRET_LENGTH = 32
+# `/` read-only at /host, following later mounts (rslave): node-exporter's view of the host.
+_HOST_ROOT_MOUNT = docker.ContainerMountArgs(
+    type="bind",
+    source="/",
+    target="/host",
+    read_only=True,
+    bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave"),
+)
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What the services need from the host and the stack config."""
+
+    provider: docker.Provider
+    network: docker.Network
+    host_name: str
+    profile: str
+    services: ServicesConfig
+    # Where the UIs publish their port: loopback, or the private address when exposed.
+    ui_ip: str = LOOPBACK
+
+    def image(self, entry: ServiceEntry) -> str:
+        return self.services.override(entry.key).image or entry.image
+
+    def allocation(self, entry: ServiceEntry, container: str) -> Allocation:
+        default = ALLOCATIONS[self.profile][container]
+        if container != entry.containers[0]:
+            return default
+        override = self.services.override(entry.key)
+        return Allocation(
+            millicpus=override.millicpus or default.millicpus,
+            memory_mb=override.memory_mb or default.memory_mb,
+        )
+
+
+@dataclass(frozen=True)
+class Health:
+    """A Docker healthcheck; `start_period` is how long a first start may take."""
+
+    test: Sequence[pulumi.Input[str]]
+    start_period: str = "30s"
+    wait_timeout: int = 180  # seconds `pulumi up` waits for healthy
+
+
+def http_probe(url: str, tool: Literal["python", "wget"]) -> list[str]:
+    """`CMD` that fails unless `url` answers 2xx, with a tool the image has (no curl needed)."""
+    if tool == "wget":
+        return ["CMD", "wget", "-q", "-O", "/dev/null", url]
+    fetch = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)"
+    return ["CMD", "python3", "-c", fetch, url]
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: str
+    content: pulumi.Input[str]
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """`/mnt/data/<name>` on the data volume, mounted at `container_path`."""
+
+    name: str
+    container_path: str
+
+    @property
+    def host_path(self) -> str:
+        return f"{DATA_ROOT}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str  # container name, DNS alias on the network and allocation key
+    health: Health
+    env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    secret_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    command: Sequence[pulumi.Input[str]] = ()
+    uploads: Sequence[Upload] = ()
+    data: Sequence[DataDir] = ()
+    published_port: int | None = None  # a UI: published on ServiceContext.ui_ip only
+    capabilities: Sequence[str] = ()
+    depends_on: Sequence[pulumi.Resource] = ()
+    # The host's own view (node-exporter): host network and PID namespace, `/` read-only.
+    host_view: bool = False
+
+
+class Service(pulumi.ComponentResource):
+    """Base of every `ai-swarm:service:<Name>`: one pulled image, its containers, its secrets."""
+
+    containers: list[docker.Container]
+
+    def __init__(
+        self, key: str, context: ServiceContext, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        self.entry = SERVICES[key]
+        super().__init__(f"ai-swarm:service:{self.entry.name}", key, None, opts)
+        self.context = context
+        self.containers = []
+        self.image = docker.RemoteImage(
+            f"{key}-image",
+            name=context.image(self.entry),
+            platform=PLATFORM,
+            keep_locally=True,
+            opts=self._child(),
+        )
+
+    def _child(
+        self, depends_on: Sequence[pulumi.Resource] = (), replace_in_place: bool = False
+    ) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=self,
+            provider=self.context.provider,
+            depends_on=list(depends_on),
+            delete_before_replace=replace_in_place,
+        )
+
+    def generated_secret(self, purpose: str, protect: bool = False) -> pulumi.Output[str]:
+        """A random value made once and kept in state: no keepers, so it never regenerates.
+
+        Letters and digits only, so it is safe in URLs and config files without escaping.
+        """
+        password = random.RandomPassword(
+            f"{self.entry.key}-{purpose}",
+            length=SECRET_LENGTH,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
+        return pulumi.Output.secret(password.result)
+
+    def run(self, spec: ContainerSpec) -> docker.Container:
+        allocation = self.context.allocation(self.entry, spec.name)
+        container = docker.Container(
+            spec.name,
+            name=spec.name,
+            image=self.image.image_id,
+            cpus=allocation.cpus,
+            memory=allocation.memory_mb,
+            memory_reservation=allocation.reservation_mb,
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=list(spec.health.test),
+                interval="30s",
+                timeout="5s",
+                retries=3,
+                start_period=spec.health.start_period,
+                start_interval="5s",
+            ),
+            wait=True,
+            wait_timeout=spec.health.wait_timeout,
+            restart="unless-stopped",
+            log_driver="json-file",
+            log_opts=LOG_OPTIONS,
+            labels=[
+                docker.ContainerLabelArgs(label=HOST_LABEL, value=self.context.host_name),
+                docker.ContainerLabelArgs(label=SERVICE_LABEL, value=self.entry.key),
+            ],
+            envs=_envs(spec.env, spec.secret_env),
+            command=list(spec.command) or None,
+            uploads=_uploads(spec.uploads),
+            volumes=[
+                docker.ContainerVolumeArgs(host_path=d.host_path, container_path=d.container_path)
+                for d in spec.data
+            ],
+            ports=self._ports(spec),
+            capabilities=docker.ContainerCapabilitiesArgs(adds=list(spec.capabilities))
+            if spec.capabilities
+            else None,
+            network_mode="host" if spec.host_view else None,
+            pid_mode="host" if spec.host_view else None,
+            mounts=[_HOST_ROOT_MOUNT] if spec.host_view else None,
+            networks_advanced=None
+            if spec.host_view
+            else [
+                docker.ContainerNetworksAdvancedArgs(
+                    name=self.context.network.name, aliases=[spec.name]
+                )
+            ],
+            # A replacement reuses the container's name, data directory and host port, which
+            # the old container holds until it is gone.
+            opts=self._child(spec.depends_on, replace_in_place=True),
+        )
+        self.containers.append(container)
+        return container
+
+    def _ports(self, spec: ContainerSpec) -> list[docker.ContainerPortArgs]:
+        if spec.published_port is None:
+            return []
+        port = spec.published_port
+        return [docker.ContainerPortArgs(internal=port, external=port, ip=self.context.ui_ip)]
+
+    def finish(self) -> None:
+        self.register_outputs({"containers": [c.name for c in self.containers]})
+
+
+def _envs(
+    plain: Mapping[str, pulumi.Input[str]], secret: Mapping[str, pulumi.Input[str]]
+) -> pulumi.Input[list[str]]:
+    """`KEY=value` lines, sorted; the whole list is secret as soon as one value is."""
+    names = [*plain, *secret]
+    values = [*plain.values(), *secret.values()]
+    lines = pulumi.Output.all(*values).apply(
+        lambda resolved: sorted(
+            f"{name}={value}" for name, value in zip(names, resolved, strict=True)
+        )
+    )
+    return pulumi.Output.secret(lines) if secret else lines
+
+
+def _uploads(uploads: Sequence[Upload]) -> pulumi.Input[list[docker.ContainerUploadArgs]]:
+    files = pulumi.Output.all(*(u.content for u in uploads)).apply(
+        lambda contents: [
+            docker.ContainerUploadArgs(file=u.path, content=content)
+            for u, content in zip(uploads, contents, strict=True)
+        ]
+    )
+    return pulumi.Output.secret(files) if any(u.secret for u in uploads) else files

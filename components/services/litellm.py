@@ -1,0 +1,109 @@
+"""LiteLLM: the OpenAI-compatible gateway to the configured provider models.
+
+Keys: `LITELLM_MASTER_KEY` (`sk-` + random) guards the API and the admin UI; `LITELLM_SALT_KEY`
+encrypts the provider credentials LiteLLM stores in Postgres, so it is made once and protected:
+a new salt key would make those credentials unreadable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+
+from components.config import ModelRoute
+from components.services import redis as redis_service
+from components.services.base import (
+    ContainerSpec,
+    Health,
+    Service,
+    ServiceContext,
+    Upload,
+    http_probe,
+)
+from components.services.postgres import Postgres
+from components.services.redis import Redis
+from components.services.render import render_yaml
+
+PORT = 4000
+CONFIG_FILE = "/app/config.yaml"
+DATABASE = "litellm"
+
+
+def model_list(routes: Sequence[ModelRoute]) -> list[dict[str, Any]]:
+    """`model_list` entries; API keys are `os.environ/<NAME>` references, never values."""
+    entries = []
+    for route in routes:
+        params: dict[str, Any] = {"model": route.model}
+        if route.api_key_env:
+            params["api_key"] = f"os.environ/{route.api_key_env}"
+        if route.api_base:
+            params["api_base"] = route.api_base
+        entries.append({"model_name": route.name, "litellm_params": params})
+    return entries
+
+
+def proxy_config(routes: Sequence[ModelRoute]) -> dict[str, Any]:
+    """config.yaml: models, the Redis cache found through Sentinel, secrets from the env."""
+    return {
+        "model_list": model_list(routes),
+        "litellm_settings": {
+            "cache": True,
+            "cache_params": {
+                "type": "redis",
+                "service_name": redis_service.MASTER_NAME,
+                "sentinel_nodes": [[redis_service.SENTINEL_HOST, redis_service.SENTINEL_PORT]],
+                "password": "os.environ/REDIS_PASSWORD",
+            },
+        },
+        "general_settings": {
+            "master_key": "os.environ/LITELLM_MASTER_KEY",
+            "database_url": "os.environ/DATABASE_URL",
+        },
+    }
+
+
+class LiteLLM(Service):
+    # The master key: Open WebUI uses it as its OpenAI API key, admins log in to /ui with it.
+    api_key: pulumi.Output[str]
+    url: str = f"http://litellm:{PORT}/v1"
+
+    def __init__(
+        self,
+        context: ServiceContext,
+        *,
+        postgres: Postgres,
+        redis: Redis,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("litellm", context, opts)
+        self.api_key = pulumi.Output.secret(
+            pulumi.Output.concat("sk-", self.generated_secret("master-key"))
+        )
+        salt_key = self.generated_secret("salt-key", protect=True)
+        services = context.services
+        self.run(
+            ContainerSpec(
+                name="litellm",
+                health=Health(
+                    http_probe(f"http://127.0.0.1:{PORT}/health/liveliness", "python"),
+                    # The first start applies the Prisma schema migrations to Postgres.
+                    start_period="180s",
+                    wait_timeout=600,
+                ),
+                env={"LITELLM_MODE": "PRODUCTION"},
+                secret_env={
+                    "DATABASE_URL": postgres.database_url(DATABASE),
+                    "LITELLM_MASTER_KEY": self.api_key,
+                    "LITELLM_SALT_KEY": salt_key,
+                    "REDIS_PASSWORD": redis.password,
+                    **dict(services.model_api_keys),
+                },
+                command=["--config", CONFIG_FILE, "--port", str(PORT)],
+                uploads=[Upload(CONFIG_FILE, render_yaml(proxy_config(services.models)))],
+                published_port=PORT,
+                depends_on=[*postgres.containers, *redis.containers],
+            )
+        )
+        self.finish()

@@ -1,0 +1,82 @@
+"""Postgres: the databases of LiteLLM and Open WebUI, scram-sha-256 only, data on the volume."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.services.base import (
+    NETWORK_SUBNET,
+    ContainerSpec,
+    DataDir,
+    Health,
+    Service,
+    ServiceContext,
+    Upload,
+)
+from components.services.render import DatabaseRole, Directive, render_directives, render_roles_sql
+
+PORT = 5432
+SUPERUSER = "postgres"
+HBA_FILE = "/etc/postgresql/pg_hba.conf"
+# The image runs files here once, on an empty data directory only (first start). Later role
+# changes: `docker exec postgres psql -U postgres -f <this file>` (it is idempotent).
+ROLES_SQL_FILE = "/docker-entrypoint-initdb.d/10-ai-swarm-roles.sql"
+PGDATA = "/var/lib/postgresql/data/pgdata"
+# role = database name, one per consumer
+CONSUMERS = ("litellm", "openwebui")
+AUTH = "scram-sha-256"
+
+
+def hba_rules() -> list[Directive]:
+    """Local socket and loopback for the superuser; each consumer only to its own database,
+    only from the services' network. Anything else matches no line and is refused."""
+    return [
+        ("local", ["all", "all", AUTH]),
+        ("host", ["all", "all", "127.0.0.1/32", AUTH]),
+        *[("host", [name, name, str(NETWORK_SUBNET), AUTH]) for name in CONSUMERS],
+    ]
+
+
+class Postgres(Service):
+    def __init__(self, context: ServiceContext, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("postgres", context, opts)
+        superuser_password = self.generated_secret("superuser")
+        self.passwords = {name: self.generated_secret(name) for name in CONSUMERS}
+        roles_sql = pulumi.Output.all(*self.passwords.values()).apply(
+            lambda passwords: render_roles_sql(
+                [DatabaseRole(n, n, p) for n, p in zip(CONSUMERS, passwords, strict=True)]
+            )
+        )
+        self.run(
+            ContainerSpec(
+                name="postgres",
+                # -h: the entrypoint's init-time server listens on the socket only, so the check
+                # stays unhealthy until the real server is up.
+                health=Health(
+                    ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", SUPERUSER, "-d", SUPERUSER]
+                ),
+                env={"POSTGRES_USER": SUPERUSER, "POSTGRES_DB": SUPERUSER, "PGDATA": PGDATA},
+                secret_env={"POSTGRES_PASSWORD": superuser_password},
+                command=[
+                    "postgres",
+                    "-c",
+                    f"hba_file={HBA_FILE}",
+                    "-c",
+                    f"password_encryption={AUTH}",
+                ],
+                uploads=[
+                    Upload(HBA_FILE, render_directives(hba_rules())),
+                    Upload(ROLES_SQL_FILE, roles_sql, secret=True),
+                ],
+                data=[DataDir("postgres", "/var/lib/postgresql/data")],
+            )
+        )
+        self.finish()
+
+    def database_url(self, name: str) -> pulumi.Output[str]:
+        """The consumer's connection URL (secret), over the services' network."""
+        return pulumi.Output.secret(
+            pulumi.Output.concat(
+                f"postgresql://{name}:", self.passwords[name], f"@postgres:{PORT}/{name}"
+            )
+        )

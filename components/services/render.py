@@ -1,0 +1,85 @@
+"""Renderers for the files the services read, from typed values only; no Pulumi here.
+
+The integration tests feed these same functions' output to the real daemons (redis-server,
+redis-sentinel, PostgreSQL 15, Vault), so a file is always one function of plain data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+# A directive file line: the directive's words, then its arguments (redis.conf, sentinel.conf,
+# pg_hba.conf all share this shape).
+Directive = tuple[str, Sequence[str]]
+
+_BARE_WORD = re.compile(r"^[A-Za-z0-9_./:@*+=,-]+$")
+
+
+def quote_word(word: str) -> str:
+    """A word as redis.conf and pg_hba.conf read it: bare when safe, else double-quoted."""
+    if _BARE_WORD.match(word):
+        return word
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def render_directives(directives: Sequence[Directive]) -> str:
+    """One directive per line, each argument quoted as needed."""
+    lines = [" ".join([name, *(quote_word(arg) for arg in args)]) for name, args in directives]
+    return "\n".join(lines) + "\n"
+
+
+def render_yaml(document: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False)
+
+
+def render_json(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class DatabaseRole:
+    """A login role that owns one database of the same purpose."""
+
+    role: str
+    database: str
+    password: str
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    # standard_conforming_strings is on in every supported PostgreSQL: only quotes need doubling.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def render_roles_sql(roles: Sequence[DatabaseRole]) -> str:
+    """Idempotent psql script: each role exists with its password and owns its database.
+
+    Written for psql (`\\gexec` creates a database only when missing, which plain SQL cannot do
+    outside a transaction block), so it can be re-run by hand on a data directory that already
+    exists, e.g. after a password was rotated.
+    """
+    statements = ["SET password_encryption = 'scram-sha-256';"]
+    for entry in roles:
+        role, database = quote_identifier(entry.role), quote_identifier(entry.database)
+        statements += [
+            "DO $$ BEGIN "
+            f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {quote_literal(entry.role)}) "
+            f"THEN CREATE ROLE {role} LOGIN; END IF; END $$;",
+            f"ALTER ROLE {role} WITH LOGIN PASSWORD {quote_literal(entry.password)};",
+            f"SELECT format('CREATE DATABASE %I OWNER %I', {quote_literal(entry.database)}, "
+            f"{quote_literal(entry.role)}) WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = {quote_literal(entry.database)})\\gexec",
+            f"REVOKE ALL ON DATABASE {database} FROM PUBLIC;",
+            f"GRANT ALL ON DATABASE {database} TO {role};",
+        ]
+    return "\n".join(statements) + "\n"

@@ -1,0 +1,88 @@
+"""Readers over a program run for the service tests: containers, their env, files and owners."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from dryrun.engine import ProgramRun, Registration, run_program
+
+CONTAINER = "docker:index/container:Container"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+NETWORK = "docker:index/network:Network"
+PROVIDER = "pulumi:providers:docker"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+COMMAND = "command:remote:Command"
+INSTANCE = "oci:Core/instance:Instance"
+SERVICE_PREFIX = "ai-swarm:service:"
+
+
+def run_with(overrides: Mapping[str, str] | None = None, preview: bool = False) -> ProgramRun:
+    return run_program(overrides=overrides, preview=preview)
+
+
+def ssh_options(run: ProgramRun) -> list[str]:
+    """The docker provider's ssh_opts (provider config travels JSON-encoded)."""
+    options = json.loads(run.one(PROVIDER).inputs["sshOpts"])
+    assert isinstance(options, list)
+    return options
+
+
+def container(run: ProgramRun, name: str) -> Registration:
+    return run.one(CONTAINER, name)
+
+
+def container_names(run: ProgramRun) -> set[str]:
+    return {r.name for r in run.of_type(CONTAINER)}
+
+
+def env(registration: Registration) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in registration.inputs.get("envs", []))
+    return {name: value for name, value in pairs}
+
+
+def upload(registration: Registration, path: str) -> str:
+    found = [u["content"] for u in registration.inputs.get("uploads", []) if u["file"] == path]
+    assert len(found) == 1, f"{registration.name} uploads {path} {len(found)} times"
+    content = found[0]
+    assert isinstance(content, str)
+    return content
+
+
+def component(run: ProgramRun, name: str) -> Registration:
+    return run.one(SERVICE_PREFIX + name)
+
+
+def owner(run: ProgramRun, registration: Registration) -> Registration:
+    """The service component a resource belongs to."""
+    return run.by_urn()[registration.parent]
+
+
+def depends_on(run: ProgramRun, registration: Registration) -> set[str]:
+    """Names of the containers a container waits for."""
+    urns = run.by_urn()
+    return {urns[u].name for u in registration.dependencies if urns[u].type == CONTAINER}
+
+
+def label(registration: Registration, name: str) -> str | None:
+    values = [
+        item["value"] for item in registration.inputs.get("labels", []) if item["label"] == name
+    ]
+    return values[0] if values else None
+
+
+def strings(value: Any) -> list[str]:
+    """Every string leaf of an input value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in strings(item)]
+    return []
+
+
+def directives(text: str) -> list[list[str]]:
+    """A redis.conf / sentinel.conf / pg_hba.conf as lines of words (no quoting in these)."""
+    return [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]

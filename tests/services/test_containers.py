@@ -1,0 +1,187 @@
+"""What every service container shares: image, platform, limits, health, logs, labels, network."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.host import DATA_ROOT, HOST_TAG
+from components.services.base import NETWORK_SUBNET
+from components.services.catalog import ALLOCATIONS, SERVICES
+from dryrun.engine import ProgramRun
+from tests.services.readers import (
+    COMMAND,
+    CONTAINER,
+    INSTANCE,
+    NETWORK,
+    PROVIDER,
+    REMOTE_IMAGE,
+    SERVICE_PREFIX,
+    component,
+    container,
+    label,
+    owner,
+    ssh_options,
+)
+
+IDS = [name for entry in SERVICES.values() for name in entry.containers]
+MOVING_TAGS = {"latest", "main", "main-latest", "main-stable", "stable", "dev"}
+# The only container outside the services' network: it needs the host's own view.
+HOST_VIEW = {"node-exporter"}
+
+
+def test_seven_service_components_with_their_exact_names(free_run: ProgramRun) -> None:
+    found = {r.type for r in free_run.registrations if r.type.startswith(SERVICE_PREFIX)}
+    expected = {"Postgres", "Redis", "NodeExporter", "LiteLLM", "OpenWebUI", "Pipelines", "Vault"}
+    assert found == {SERVICE_PREFIX + name for name in expected}
+    assert {r.custom for r in free_run.registrations if r.type in found} == {False}
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_container_runs_its_services_pinned_arm64_image(free_run: ProgramRun, name: str) -> None:
+    service = SERVICES[owner(free_run, container(free_run, name)).name]
+    images = [
+        r
+        for r in free_run.of_type(REMOTE_IMAGE)
+        if r.parent == component(free_run, service.name).urn
+    ]
+    assert len(images) == 1
+    image = images[0]
+    assert image.inputs["name"] == service.image
+    tag = service.image.rsplit("/", 1)[-1].partition(":")[2]
+    assert tag and tag not in MOVING_TAGS
+    assert image.inputs["platform"] == "linux/arm64"
+    assert image.inputs["keepLocally"] is True
+    registration = container(free_run, name)
+    # The image id (not the name, which diffs forever; not the digest, which replaces each up).
+    assert registration.property_dependencies["image"] == (image.urn,)
+    assert registration.inputs["image"].startswith("sha256:")
+
+
+@pytest.mark.parametrize("run_name", ["free_run", "big_run"])
+@pytest.mark.parametrize("name", IDS)
+def test_limits_come_from_the_profiles_table(
+    request: pytest.FixtureRequest, run_name: str, name: str
+) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    allocation = ALLOCATIONS[run.outputs["profile"]][name]
+    inputs = container(run, name).inputs
+    assert inputs["cpus"] == allocation.cpus
+    assert isinstance(inputs["cpus"], str)
+    assert inputs["memory"] == allocation.memory_mb
+    assert 0 < inputs["memoryReservation"] < inputs["memory"]
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_container_is_waited_for_through_its_healthcheck(free_run: ProgramRun, name: str) -> None:
+    inputs = container(free_run, name).inputs
+    health = inputs["healthcheck"]
+    assert health["tests"][0] in ("CMD", "CMD-SHELL")
+    assert len(health["tests"]) > 1
+    assert health["retries"] >= 1
+    assert inputs["wait"] is True
+    start_period = int(health["startPeriod"].removesuffix("s"))
+    assert inputs["waitTimeout"] > start_period
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_container_restarts_and_keeps_bounded_logs(free_run: ProgramRun, name: str) -> None:
+    inputs = container(free_run, name).inputs
+    assert inputs["restart"] == "unless-stopped"
+    assert inputs["logDriver"] == "json-file"
+    assert set(inputs["logOpts"]) == {"max-size", "max-file"}
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_replacement_waits_for_the_old_container_to_go(free_run: ProgramRun, name: str) -> None:
+    # The new container needs the same name, data directory and host port.
+    assert container(free_run, name).delete_before_replace is True
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_container_is_labelled_with_the_instances_host_tag(free_run: ProgramRun, name: str) -> None:
+    host_tag = free_run.one(INSTANCE).inputs["freeformTags"][HOST_TAG]
+    registration = container(free_run, name)
+    assert label(registration, "ai-swarm.host") == host_tag
+    assert label(registration, "ai-swarm.service") == owner(free_run, registration).name
+
+
+@pytest.mark.parametrize("name", sorted(set(IDS) - HOST_VIEW))
+def test_container_joins_the_services_network_under_its_alias(
+    free_run: ProgramRun, name: str
+) -> None:
+    network = free_run.one(NETWORK).inputs
+    inputs = container(free_run, name).inputs
+    assert inputs["networksAdvanced"] == [{"name": network["name"], "aliases": [name]}]
+    assert "networkMode" not in inputs
+
+
+def test_services_network_is_a_private_bridge_with_a_fixed_subnet(free_run: ProgramRun) -> None:
+    network = free_run.one(NETWORK)
+    assert network.inputs["driver"] == "bridge"
+    assert network.inputs["attachable"] is False
+    assert network.inputs["ipamConfigs"] == [{"subnet": str(NETWORK_SUBNET)}]
+    host_tag = free_run.one(INSTANCE).inputs["freeformTags"][HOST_TAG]
+    assert network.inputs["labels"] == [{"label": "ai-swarm.host", "value": host_tag}]
+
+
+# container: {host path: container path}; each service keeps its state under /mnt/data/<service>.
+DATA_DIRS = {
+    "postgres": {"postgres": "/var/lib/postgresql/data"},
+    "redis": {"redis/master": "/data"},
+    "redis-sentinel": {"redis/sentinel": "/data"},
+    "node-exporter": {},
+    "litellm": {},  # keeps its state in Postgres
+    "open-webui": {"open-webui": "/app/backend/data"},
+    "pipelines": {"pipelines": "/app/pipelines"},
+    "vault": {"vault/file": "/vault/file", "vault/logs": "/vault/logs"},
+    "vault-agent": {"vault/agent": "/vault/file"},
+}
+
+
+def test_data_directories_cover_every_container() -> None:
+    assert set(DATA_DIRS) == set(IDS)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_state_lives_on_the_data_volume(free_run: ProgramRun, name: str) -> None:
+    volumes = container(free_run, name).inputs["volumes"]
+    assert {v["hostPath"]: v["containerPath"] for v in volumes} == {
+        f"{DATA_ROOT}/{host}": inside for host, inside in DATA_DIRS[name].items()
+    }
+    assert all("volumeName" not in v and not v.get("readOnly") for v in volumes)
+
+
+@pytest.mark.parametrize("run_name", ["free_run", "exposed_run"])
+def test_no_port_is_published_on_every_interface(
+    request: pytest.FixtureRequest, run_name: str
+) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    published = [p for r in run.of_type(CONTAINER) for p in r.inputs.get("ports", [])]
+    assert published  # the UIs publish theirs
+    assert all(p["ip"] not in ("0.0.0.0", "::", "") for p in published)
+
+
+def test_every_docker_resource_uses_the_hosts_provider(free_run: ProgramRun) -> None:
+    provider = free_run.one(PROVIDER)
+    docker_resources = [r for r in free_run.registrations if r.type.startswith("docker:")]
+    assert len(docker_resources) == len(IDS) + len(SERVICES) + 1
+    # A provider reference is "<urn>::<id>".
+    assert {r.provider.rsplit("::", 1)[0] for r in docker_resources} == {provider.urn}
+
+
+def test_provider_reaches_the_host_over_ssh_after_it_is_ready(free_run: ProgramRun) -> None:
+    provider = free_run.one(PROVIDER)
+    ready = [r for r in free_run.of_type(COMMAND) if r.name.endswith("-ready")]
+    assert len(ready) == 1
+    assert ready[0].urn in provider.dependencies
+    assert provider.inputs["host"] == free_run.outputs["dockerHost"]
+    assert provider.inputs["host"].startswith("ssh://ubuntu@")
+    options = ssh_options(free_run)
+    assert options[options.index("BatchMode=yes") - 1] == "-o"
+    assert "StrictHostKeyChecking=accept-new" in options
+    assert "-i" not in options  # without sshIdentityFile: the agent or ~/.ssh/config
+
+
+def test_images_pull_in_parallel_with_no_dependencies(free_run: ProgramRun) -> None:
+    for image in free_run.of_type(REMOTE_IMAGE):
+        assert image.dependencies == ()
