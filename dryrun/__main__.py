@@ -1,0 +1,7 @@
+"""Entry point of `python -m dryrun`."""
+
+import sys
+
+from dryrun.cli import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""`python -m dryrun` end to end, as a newcomer runs it: a subprocess from the project root."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from dryrun.engine import PROJECT_DIR
+
+SECTIONS = ("1. Resources", "2. Budget of host swarm-a1", "3. Policies", "4. Deployment graph")
+
+
+def dry_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dryrun", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_default_stack_passes_and_prints_the_four_sections() -> None:
+    result = dry_run()
+    assert result.returncode == 0, result.stderr
+    positions = [result.stdout.index(section) for section in SECTIONS]
+    assert positions == sorted(positions)
+    assert "OK: no mandatory violation" in result.stdout
+
+
+def test_over_allowance_exits_1_naming_the_policy() -> None:
+    result = dry_run("--set", "ocpus=4", "--set", "ai-swarm:memoryGb=24")
+    assert result.returncode == 1, result.stderr
+    assert "mandatory" in result.stdout
+    assert "a1-allowance" in result.stdout
+
+
+def test_a1_4x24_passes_with_its_policy_profile() -> None:
+    result = dry_run(
+        "--set", "profile=a1-4x24", "--policy-config", "policies/profiles/a1-4x24.json"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2. Budget of host swarm-a1 (4 OCPU, 24 GB)" in result.stdout
+
+
+def test_malformed_config_exits_2_with_the_key_and_no_traceback() -> None:
+    result = dry_run("--set", "adminCidrs=0.0.0.0/0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: config ai-swarm:adminCidrs: '0.0.0.0/0' is not allowed; "
+        "a range narrower than the whole internet"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_policy_config_exits_2(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    result = dry_run("--policy-config", str(broken))
+    assert result.returncode == 2
+    assert str(broken) in result.stderr or "broken.json" in result.stderr
+
+
+def test_set_without_a_value_is_a_usage_error() -> None:
+    result = dry_run("--set", "profile")
+    assert result.returncode == 2
+    assert "is not KEY=VALUE" in result.stderr
+
+
+def test_json_holds_resources_budget_policies_and_graph() -> None:
+    result = dry_run("--json", "--preview")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["stack"] == "oracle"
+    assert document["preview"] is True
+    assert document["outputs"]["publicIp"] is None  # unknown until created
+    top = {(node["type"], node["name"]) for node in document["resources"]}
+    assert ("ai-swarm:oci:ArmHost", "swarm-a1") in top
+    [host] = document["budget"]["hosts"]
+    assert (host["host"], host["ocpus"], host["memoryGb"]) == ("swarm-a1", 2, 12)
+    assert host["memoryMb"]["allowed"] == 12 * 1024 - host["reservedMemoryMb"]
+    assert document["budget"]["a1Ocpus"] == {"used": 2, "allowed": 2, "headroom": 0}
+    assert set(document["policies"]) == {"advisory", "mandatory", "remediate", "disabled"}
+    assert document["policies"]["mandatory"] == []
+    chain = document["graph"]["longestChain"]
+    assert chain["length"] == len(chain["members"]) > 1
+    assert document["exitCode"] == 0

@@ -1,0 +1,78 @@
+"""Integration group: every test here is marked `integration`, and the summary names the daemons.
+
+The program runs once under mocks for the whole group; the daemons several test modules share
+(the Redis master and its Sentinel) start once and stop at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.services import redis as redis_service
+from dryrun.engine import ProgramRun, run_program
+from tests.integration import daemons
+from tests.integration.rendered import RenderedContainer
+
+HERE = Path(__file__).parent
+# The committed stack routes no model; LiteLLM gets one here so its model_list is rendered.
+# The key is a name, not a credential: the proxy answers from `mock_response` in the tests.
+MODEL_OVERRIDES = {
+    "models": json.dumps(
+        [{"name": "gpt-4o-mini", "model": "openai/gpt-4o-mini", "apiKey": "OPENAI_API_KEY"}]
+    ),
+    "modelApiKeys": json.dumps({"OPENAI_API_KEY": "sk-integration-test-not-a-key"}),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if daemons.versions_seen:
+        terminalreporter.section("daemons the integration tests ran")
+        for label, version in sorted(daemons.versions_seen.items()):
+            terminalreporter.write_line(f"{label}: {version}")
+
+
+@pytest.fixture(scope="session")
+def program_run() -> ProgramRun:
+    return run_program(stack="oracle", overrides=MODEL_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def redis_master_container(program_run: ProgramRun) -> RenderedContainer:
+    return RenderedContainer.of(program_run, redis_service.MASTER_HOST)
+
+
+@pytest.fixture(scope="session")
+def redis_master(
+    redis_master_container: RenderedContainer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[daemons.RedisDaemon]:
+    conf = redis_master_container.upload(redis_service.CONFIG_FILE)
+    password = redis_master_container.envs["REDISCLI_AUTH"]
+    with daemons.redis_server(conf, tmp_path_factory.mktemp("redis"), password=password) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def sentinel_container(program_run: ProgramRun) -> RenderedContainer:
+    return RenderedContainer.of(program_run, redis_service.SENTINEL_HOST)
+
+
+@pytest.fixture(scope="session")
+def sentinel(
+    sentinel_container: RenderedContainer,
+    redis_master: daemons.RedisDaemon,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[daemons.RedisDaemon]:
+    conf = sentinel_container.upload(redis_service.SENTINEL_FILE)
+    workdir = tmp_path_factory.mktemp("sentinel")
+    with daemons.redis_sentinel(conf, workdir, master_port=redis_master.port) as daemon:
+        yield daemon
