@@ -252,13 +252,14 @@ def deployment_graph(run: ProgramRun) -> DeploymentGraph:
     for registration in run.registrations:  # registration order is a topological order
         if registration.urn not in custom:
             continue
-        waits_on = [longest[u] for u in _waits_on(registration) if u in longest]
-        longest[registration.urn] = (*max(waits_on, key=len, default=()), registration)
+        before = [longest[u] for u in waits_on(registration) if u in longest]
+        longest[registration.urn] = (*max(before, key=len, default=()), registration)
     chain = max(longest.values(), key=len, default=())
     return DeploymentGraph(resource_count=len(custom), longest_chain=chain)
 
 
-def _waits_on(registration: Registration) -> set[str]:
+def waits_on(registration: Registration) -> set[str]:
+    """URNs of what must exist before `registration` is created: dependencies and provider."""
     provider_urn = registration.provider.rsplit("::", 1)[0] if registration.provider else ""
     property_deps = {u for urns in registration.property_dependencies.values() for u in urns}
     return {*registration.dependencies, *property_deps, provider_urn} - {""}

@@ -1,0 +1,92 @@
+"""The dry run's views of a program run: tree, budget and deployment graph."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+
+from dryrun.engine import ProgramRun
+from dryrun.policy import new_analyzer, reconcile_config
+from dryrun.report import (
+    CONTAINER,
+    BudgetLimits,
+    TreeNode,
+    budget,
+    deployment_graph,
+    resource_tree,
+    waits_on,
+)
+
+
+@pytest.fixture(scope="module")
+def limits() -> BudgetLimits:
+    effective = reconcile_config(new_analyzer(), None)
+    return BudgetLimits.from_policy_config({name: props for name, (_, props) in effective.items()})
+
+
+def _count(nodes: tuple[TreeNode, ...]) -> int:
+    return sum(1 + _count(node.children) for node in nodes)
+
+
+def test_tree_holds_every_registration_once(always_free_run: ProgramRun) -> None:
+    tree = resource_tree(always_free_run)
+    assert _count(tree) == len(always_free_run.registrations)
+    roots = {node.type for node in tree}
+    assert {"ai-swarm:oci:Network", "ai-swarm:oci:ArmHost", "ai-swarm:service:Postgres"} <= roots
+
+
+def test_limits_are_the_packs_defaults(limits: BudgetLimits) -> None:
+    assert limits == BudgetLimits(
+        max_a1_ocpus=2,
+        max_a1_memory_gb=12,
+        max_block_storage_gb=200,
+        host_reserved_memory_mb=1536,
+        max_cpu_overcommit=1.5,
+    )
+
+
+def test_budget_sums_every_container_of_the_host(
+    always_free_run: ProgramRun, limits: BudgetLimits
+) -> None:
+    result = budget(always_free_run, limits)
+    [host] = result.hosts
+    containers = always_free_run.of_type(CONTAINER)
+    assert len(host.containers) == len(containers)
+    assert host.memory_mb.used == sum(c.inputs["memory"] for c in containers)
+    assert host.cpu.used == pytest.approx(sum(float(c.inputs["cpus"]) for c in containers))
+    assert host.memory_mb.allowed == 12 * 1024 - 1536
+    assert host.cpu.allowed == 3
+    assert {u.service for u in host.containers} == {
+        "Postgres", "Redis", "NodeExporter", "LiteLLM", "OpenWebUI", "Pipelines", "Vault",
+    }  # fmt: skip
+    assert result.unplaced == ()
+    assert (result.a1_ocpus.used, result.a1_memory_gb.used) == (2, 12)
+    assert result.block_storage_gb.used == 50 + 150
+
+
+def test_a_container_labelled_for_no_host_is_unplaced(
+    always_free_run: ProgramRun, limits: BudgetLimits
+) -> None:
+    registrations = list(always_free_run.registrations)
+    index = next(i for i, r in enumerate(registrations) if r.type == CONTAINER)
+    stray = registrations[index]
+    labels = [{"label": "ai-swarm.host", "value": "elsewhere"}]
+    registrations[index] = dataclasses.replace(stray, inputs={**stray.inputs, "labels": labels})
+    result = budget(
+        dataclasses.replace(always_free_run, registrations=tuple(registrations)), limits
+    )
+    assert [u.container for u in result.unplaced] == [stray.inputs["name"]]
+    assert len(result.hosts[0].containers) == len(always_free_run.of_type(CONTAINER)) - 1
+
+
+def test_longest_chain_is_a_chain_of_real_waits(always_free_run: ProgramRun) -> None:
+    graph = deployment_graph(always_free_run)
+    assert graph.resource_count == sum(1 for r in always_free_run.registrations if r.custom)
+    chain = graph.longest_chain
+    assert len(chain) >= 8  # network, instance, IP, readiness, provider, image, containers
+    for earlier, later in itertools.pairwise(chain):
+        assert earlier.urn in waits_on(later)
+    assert chain[0].type == "oci:Core/vcn:Vcn"
+    assert chain[-1].type == CONTAINER
