@@ -1,0 +1,120 @@
+"""Two test hosts in network namespaces of our own, joined by a veth pair.
+
+The "server" namespace stands for the A1 host, the "client" namespace for the internet; the
+client holds two addresses, so one can be an admin CIDR and the other not. Traffic stays
+between these namespaces; both are removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+SUBNET_PREFIX = 24
+SERVER_ADDRESS = "10.200.0.1"
+ADMIN_ADDRESS = "10.200.0.7"
+OUTSIDER_ADDRESS = "10.200.0.9"
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@dataclass(frozen=True)
+class NetnsHosts:
+    server: str  # namespace names
+    client: str
+
+    def run_on_server(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.server, *argv],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+
+    def connects(self, source: str, port: int) -> bool:
+        """Whether a TCP connection from `source` (a client address) to the server succeeds."""
+        probe = (
+            "import socket, sys\n"
+            "try:\n"
+            "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2,\n"
+            "                             source_address=(sys.argv[3], 0)).close()\n"
+            "except OSError:\n"
+            "    sys.exit(1)\n"
+        )
+        argv = ["python3", "-c", probe, SERVER_ADDRESS, str(port), source]
+        result = subprocess.run(
+            ["ip", "netns", "exec", self.client, *argv],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        return result.returncode == 0
+
+
+@contextlib.contextmanager
+def netns_hosts() -> Iterator[NetnsHosts]:
+    tag = f"aisw{os.getpid()}"
+    hosts = NetnsHosts(server=f"{tag}-srv", client=f"{tag}-cli")
+    server_link, client_link = f"{tag}s", f"{tag}c"
+    _ip("netns", "add", hosts.server)
+    try:
+        _ip("netns", "add", hosts.client)
+        _ip("link", "add", server_link, "type", "veth", "peer", "name", client_link)
+        _ip("link", "set", server_link, "netns", hosts.server)
+        _ip("link", "set", client_link, "netns", hosts.client)
+        _ip(
+            "-n",
+            hosts.server,
+            "addr",
+            "add",
+            f"{SERVER_ADDRESS}/{SUBNET_PREFIX}",
+            "dev",
+            server_link,
+        )
+        for address in (ADMIN_ADDRESS, OUTSIDER_ADDRESS):
+            _ip("-n", hosts.client, "addr", "add", f"{address}/{SUBNET_PREFIX}", "dev", client_link)
+        for namespace, link in ((hosts.server, server_link), (hosts.client, client_link)):
+            _ip("-n", namespace, "link", "set", link, "up")
+            _ip("-n", namespace, "link", "set", "lo", "up")
+        yield hosts
+    finally:
+        for namespace in (hosts.client, hosts.server):
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def listening(hosts: NetnsHosts, ports: Sequence[int]) -> Iterator[None]:
+    """Accept (and close) TCP connections on `ports` inside the server namespace."""
+    script = (
+        "import socket, sys, threading\n"
+        "def serve(port):\n"
+        "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"    s.bind(('{SERVER_ADDRESS}', port)); s.listen()\n"
+        "    while True:\n"
+        "        s.accept()[0].close()\n"
+        "for port in sys.argv[1:]:\n"
+        "    threading.Thread(target=serve, args=(int(port),), daemon=True).start()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", hosts.server, "python3", "-c", script, *map(str, ports)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        # The listener prints once it listens, or exits (and readline returns "") if it fails.
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the test listener did not start")
+        yield
+    finally:
+        process.kill()
+        process.wait(timeout=10)
