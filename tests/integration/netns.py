@@ -13,6 +13,8 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+# Namespaces need root: a developer who is not gets them through passwordless sudo.
+AS_ROOT: tuple[str, ...] = () if os.geteuid() == 0 else ("sudo", "-n")
 SUBNET_PREFIX = 24
 SERVER_ADDRESS = "10.200.0.1"
 ADMIN_ADDRESS = "10.200.0.7"
@@ -20,7 +22,7 @@ OUTSIDER_ADDRESS = "10.200.0.9"
 
 
 def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+    subprocess.run([*AS_ROOT, "ip", *args], check=True, capture_output=True, timeout=10)
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class NetnsHosts:
 
     def run_on_server(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ip", "netns", "exec", self.server, *argv],
+            [*AS_ROOT, "ip", "netns", "exec", self.server, *argv],
             capture_output=True,
             text=True,
             timeout=10,
@@ -49,7 +51,7 @@ class NetnsHosts:
         )
         argv = ["python3", "-c", probe, SERVER_ADDRESS, str(port), source]
         result = subprocess.run(
-            ["ip", "netns", "exec", self.client, *argv],
+            [*AS_ROOT, "ip", "netns", "exec", self.client, *argv],
             capture_output=True,
             timeout=10,
             check=False,
@@ -85,7 +87,9 @@ def netns_hosts() -> Iterator[NetnsHosts]:
         yield hosts
     finally:
         for namespace in (hosts.client, hosts.server):
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+            subprocess.run(
+                [*AS_ROOT, "ip", "netns", "del", namespace], capture_output=True, check=False
+            )
 
 
 @contextlib.contextmanager
@@ -104,7 +108,7 @@ def listening(hosts: NetnsHosts, ports: Sequence[int]) -> Iterator[None]:
         "sys.stdin.read()\n"
     )
     process = subprocess.Popen(
-        ["ip", "netns", "exec", hosts.server, "python3", "-c", script, *map(str, ports)],
+        [*AS_ROOT, "ip", "netns", "exec", hosts.server, "python3", "-c", script, *map(str, ports)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
