@@ -9,7 +9,6 @@ custom resource goes through `Analyze`, and the whole stack through one `Analyze
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,9 @@ from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
+from ai_swarm_policies import PACK_NAME, build_policies  # importable: see dryrun/__init__.py
+from dryrun import POLICY_PACK_DIR
 from dryrun.engine import Registration
-
-POLICY_PACK_DIR: Final = Path(__file__).resolve().parent.parent / "policies"
-# The CLI runs the pack as a script from its own directory, which makes the policies module
-# top-level; importing it under the same name here keeps one module object, not two.
-if str(POLICY_PACK_DIR) not in sys.path:
-    sys.path.append(str(POLICY_PACK_DIR))
-
-from ai_swarm_policies import PACK_NAME, build_policies  # noqa: E402
 
 PolicyConfigDocument = Mapping[str, Any]
 """A `--policy-pack-config` document: policy name -> enforcement level, or an object with an

@@ -11,16 +11,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+# The pack's own names, so that the budget shown is read the way the pack reads it.
+from ai_swarm_policies import (
+    A1_SHAPE,
+    CONTAINER,
+    DEFAULT_BOOT_VOLUME_GB,
+    HOST_LABEL,
+    HOST_TAG,
+    INSTANCE,
+    VOLUME,
+)
 from dryrun.engine import ProgramRun, Registration
 
-INSTANCE: Final = "oci:Core/instance:Instance"
-VOLUME: Final = "oci:Core/volume:Volume"
-CONTAINER: Final = "docker:index/container:Container"
-A1_SHAPE: Final = "VM.Standard.A1.Flex"
-HOST_LABEL: Final = "ai-swarm.host"
-HOST_TAG: Final = "ai-swarm-host"
 SERVICE_TYPE_PREFIX: Final = "ai-swarm:service:"
-DEFAULT_BOOT_VOLUME_GB: Final = 50.0
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ module is imported as a top-level module. `PolicyPack` serves gRPC and never ret
 else may construct it, which is why the policies live in `ai_swarm_policies`.
 """
 
-from ai_swarm_policies import PACK_NAME, build_policies
 from pulumi_policy import PolicyPack
+
+from ai_swarm_policies import PACK_NAME, build_policies
 
 PolicyPack(name=PACK_NAME, policies=build_policies())

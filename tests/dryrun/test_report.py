@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
+from ai_swarm_policies import CONTAINER
 from dryrun.engine import ProgramRun
 from dryrun.policy import new_analyzer, reconcile_config
 from dryrun.report import (
-    CONTAINER,
     BudgetLimits,
     TreeNode,
     budget,

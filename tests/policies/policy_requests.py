@@ -12,6 +12,7 @@ from typing import Any, Final
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import rpc
 
+from ai_swarm_policies import A1_SHAPE, CONTAINER, INSTANCE, REMOTE_IMAGE, SECURITY_LIST, VOLUME
 from dryrun.engine import Registration, plain_value
 from dryrun.policy import (
     Analyzer,
@@ -25,15 +26,6 @@ from dryrun.policy import (
 UNKNOWN: Final[str] = rpc.UNKNOWN
 """What the SDK sends for an input that is not known until apply."""
 
-INSTANCE: Final = "oci:Core/instance:Instance"
-VOLUME: Final = "oci:Core/volume:Volume"
-VCN: Final = "oci:Core/vcn:Vcn"
-SECURITY_LIST: Final = "oci:Core/securityList:SecurityList"
-DEFAULT_SECURITY_LIST: Final = "oci:Core/defaultSecurityList:DefaultSecurityList"
-NSG_RULE: Final = "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule"
-CONTAINER: Final = "docker:index/container:Container"
-REMOTE_IMAGE: Final = "docker:index/remoteImage:RemoteImage"
-A1: Final = "VM.Standard.A1.Flex"
 IMAGE_IGNORED: Final = ("sourceDetails.sourceId",)
 
 Diagnostics = list[Any]  # analyzer_pb2.AnalyzeDiagnostic, as the servicer returns them
@@ -73,7 +65,7 @@ def instance(
     ocpus: float | str | None = 2,
     memory_gb: float | str | None = 12,
     *,
-    shape: str = A1,
+    shape: str = A1_SHAPE,
     host: str | None = None,
     boot_gb: str | None = "50",
     ignore_changes: Sequence[str] = IMAGE_IGNORED,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from dryrun import POLICY_PACK_DIR
 from dryrun.policy import (
-    POLICY_PACK_DIR,
     PolicyConfigError,
     PolicyDiagnostic,
     evaluate,

@@ -13,7 +13,8 @@ import pytest
 from google.protobuf import empty_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-from dryrun.policy import POLICY_PACK_DIR, Analyzer, analyze_stack_request, configure
+from dryrun import POLICY_PACK_DIR
+from dryrun.policy import Analyzer, analyze_stack_request, configure
 from tests.policies.policy_requests import instance
 
 STARTUP_SECONDS = 60

@@ -11,13 +11,10 @@ from typing import Any
 import pytest
 from pulumi.runtime.proto import analyzer_pb2
 
+from ai_swarm_policies import DEFAULT_SECURITY_LIST, NSG_RULE, VCN, VOLUME
 from dryrun.policy import new_analyzer
 from tests.policies.policy_requests import (
-    DEFAULT_SECURITY_LIST,
-    NSG_RULE,
     UNKNOWN,
-    VCN,
-    VOLUME,
     Diagnostics,
     analyze,
     analyze_stack,

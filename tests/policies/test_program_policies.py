@@ -5,8 +5,9 @@ from __future__ import annotations
 from google.protobuf import json_format
 from pulumi.runtime import rpc
 
+from dryrun import POLICY_PACK_DIR
 from dryrun.engine import ProgramRun, Registration, run_program
-from dryrun.policy import POLICY_PACK_DIR, PolicyReport, evaluate, load_policy_config
+from dryrun.policy import PolicyReport, evaluate, load_policy_config
 
 PROFILE_4X24 = POLICY_PACK_DIR / "profiles" / "a1-4x24.json"
 CONTAINER = "docker:index/container:Container"
