@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.config import ConfigError
-from dryrun.engine import ProgramError, ProgramRun, run_program
+from dryrun.engine import PROJECT_DIR, ProgramError, ProgramRun, run_program, stack_config
 
 INSTANCE = "oci:Core/instance:Instance"
 
@@ -124,3 +124,14 @@ def test_memory_limits_follow_the_ocpu_count() -> None:
         run_program(overrides={"ocpus": "1", "memoryGb": "65"})
     assert "a whole number from 1 to 64" in str(failure.value.cause)
     assert run_program(overrides={"ocpus": "1", "memoryGb": "64"}).one(INSTANCE)
+
+
+SECRET_KEYS = ("ai-swarm:sshPrivateKey", "ai-swarm:modelApiKeys", "oci:privateKey")
+
+
+def test_committed_stack_files_hold_no_secret() -> None:
+    for path in PROJECT_DIR.glob("Pulumi.*.yaml"):
+        config = stack_config(path.stem.removeprefix("Pulumi."))
+        text = path.read_text()
+        assert "secure:" not in text, path.name
+        assert not set(config) & set(SECRET_KEYS), path.name
