@@ -56,6 +56,8 @@ class PolicyDiagnostic:
 @dataclass(frozen=True)
 class PolicyReport:
     diagnostics: tuple[PolicyDiagnostic, ...]
+    settings: Mapping[str, Mapping[str, Any]]
+    """Each policy's effective properties (pack defaults, then the config): what it enforced."""
 
     @property
     def mandatory_violations(self) -> tuple[PolicyDiagnostic, ...]:
@@ -195,14 +197,21 @@ def _validate_properties(
         raise PolicyConfigError(f"{policy}: {problems}")
 
 
-def configure(analyzer: Analyzer, document: PolicyConfigDocument | None) -> None:
-    """Send the reconciled config to the analyzer, as the CLI does before any analysis."""
+def configure(
+    analyzer: Analyzer, document: PolicyConfigDocument | None
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Send the reconciled config to the analyzer, as the CLI does before any analysis.
+
+    Returns what was sent: each policy's enforcement level and properties.
+    """
+    reconciled = reconcile_config(analyzer, document)
     request = analyzer_pb2.ConfigureAnalyzerRequest()
-    for name, (level, properties) in reconcile_config(analyzer, document).items():
+    for name, (level, properties) in reconciled.items():
         entry = request.policyConfig[name]
         entry.enforcementLevel = analyzer_pb2.EnforcementLevel.Value(level.upper())
         entry.properties.update(properties)
     analyzer.Configure(request, None)
+    return reconciled
 
 
 def _options(registration: Registration) -> analyzer_pb2.AnalyzerResourceOptions:
@@ -286,7 +295,7 @@ def evaluate(
 ) -> PolicyReport:
     """Run the pack on `registrations`: one Analyze per custom resource, one AnalyzeStack."""
     analyzer = new_analyzer()
-    configure(analyzer, policy_config)
+    reconciled = configure(analyzer, policy_config)
     by_urn = {r.urn: r for r in registrations}
     found: list[PolicyDiagnostic] = []
     for registration in registrations:
@@ -295,4 +304,5 @@ def evaluate(
             found.extend(_diagnostics(response, registration.urn))
     stack_response = analyzer.AnalyzeStack(analyze_stack_request(registrations, by_urn), None)
     found.extend(_diagnostics(stack_response))
-    return PolicyReport(tuple(found))
+    settings = {name: properties for name, (_, properties) in reconciled.items()}
+    return PolicyReport(tuple(found), settings)

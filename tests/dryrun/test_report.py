@@ -9,7 +9,8 @@ import pytest
 
 from ai_swarm_policies import CONTAINER
 from dryrun.engine import ProgramRun
-from dryrun.policy import new_analyzer, reconcile_config
+from dryrun import POLICY_PACK_DIR
+from dryrun.policy import evaluate, load_policy_config
 from dryrun.report import (
     BudgetLimits,
     TreeNode,
@@ -21,9 +22,8 @@ from dryrun.report import (
 
 
 @pytest.fixture(scope="module")
-def limits() -> BudgetLimits:
-    effective = reconcile_config(new_analyzer(), None)
-    return BudgetLimits.from_policy_config({name: props for name, (_, props) in effective.items()})
+def limits(always_free_run: ProgramRun) -> BudgetLimits:
+    return BudgetLimits.from_policy_config(evaluate(always_free_run.registrations).settings)
 
 
 def _count(nodes: tuple[TreeNode, ...]) -> int:
@@ -90,3 +90,11 @@ def test_longest_chain_is_a_chain_of_real_waits(always_free_run: ProgramRun) -> 
         assert earlier.urn in waits_on(later)
     assert chain[0].type == "oci:Core/vcn:Vcn"
     assert chain[-1].type == CONTAINER
+
+
+def test_limits_follow_the_policy_config(a1_4x24_run: ProgramRun) -> None:
+    profile = load_policy_config(POLICY_PACK_DIR / "profiles" / "a1-4x24.json")
+    settings = evaluate(a1_4x24_run.registrations, profile).settings
+    limits = BudgetLimits.from_policy_config(settings)
+    assert (limits.max_a1_ocpus, limits.max_a1_memory_gb) == (4, 24)
+    assert budget(a1_4x24_run, limits).a1_ocpus.headroom == 0
