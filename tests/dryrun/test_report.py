@@ -8,8 +8,8 @@ import itertools
 import pytest
 
 from ai_swarm_policies import CONTAINER
-from dryrun.engine import ProgramRun
 from dryrun import POLICY_PACK_DIR
+from dryrun.engine import ProgramRun
 from dryrun.policy import evaluate, load_policy_config
 from dryrun.report import (
     BudgetLimits,
