@@ -35,8 +35,6 @@ from dryrun.policy import (
     PolicyReport,
     evaluate,
     load_policy_config,
-    new_analyzer,
-    reconcile_config,
 )
 from dryrun.report import (
     Budget,
@@ -93,16 +91,13 @@ def dry_run(
     policy_config: Mapping[str, Any] | None,
 ) -> DryRun:
     """Run the program and the pack; raises `ProgramError` or `PolicyConfigError`."""
-    effective = reconcile_config(new_analyzer(), policy_config)
-    limits = BudgetLimits.from_policy_config(
-        {name: props for name, (_, props) in effective.items()}
-    )
     run = run_program(stack=stack, overrides=overrides, preview=preview)
+    policies = evaluate(run.registrations, policy_config)
     return DryRun(
         run=run,
         tree=resource_tree(run),
-        budget=budget(run, limits),
-        policies=evaluate(run.registrations, policy_config),
+        budget=budget(run, BudgetLimits.from_policy_config(policies.settings)),
+        policies=policies,
         graph=deployment_graph(run),
     )
 
