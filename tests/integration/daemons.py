@@ -61,12 +61,14 @@ def require_program(path: str | Path) -> str:
 
 
 def record_version(label: str, argv: Sequence[str]) -> None:
-    """Run a daemon's version command once and keep its first line for the test report."""
+    """Run a daemon's version command once and keep, for the test report, its first line that
+    says "version" (shellcheck names itself first), or else its first line."""
     if label not in versions_seen:
         done = subprocess.run(
             argv, capture_output=True, text=True, check=True, timeout=COMMAND_TIMEOUT_S
         )
-        versions_seen[label] = (done.stdout or done.stderr).strip().splitlines()[0]
+        lines = (done.stdout or done.stderr).strip().splitlines()
+        versions_seen[label] = next((line for line in lines if "version" in line), lines[0])
         print(f"{label}: {versions_seen[label]}")
 
 
