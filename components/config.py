@@ -272,7 +272,7 @@ def _admin_cidrs(cfg: pulumi.Config) -> tuple[IpNetwork, ...]:
     key = _key("adminCidrs")
     raw = cfg.get("adminCidrs")
     allowed = 'a list of the CIDRs allowed to reach SSH and the UIs, e.g. ["203.0.113.7/32"]'
-    entries = _string_list(key, raw, allowed)
+    entries = _string_list(cfg, "adminCidrs", allowed)
     if not entries:
         raise ConfigError(key, raw, f"required: {allowed}")
     networks: list[IpNetwork] = []
@@ -287,19 +287,17 @@ def _admin_cidrs(cfg: pulumi.Config) -> tuple[IpNetwork, ...]:
     return tuple(dict.fromkeys(networks))
 
 
-def _string_list(key: str, raw: str | None, allowed: str) -> list[str]:
+def _string_list(cfg: pulumi.Config, name: str, allowed: str) -> list[str]:
     """A list given as a JSON list (`--path` or YAML) or, for convenience, comma-separated text."""
+    raw = cfg.get(name)
     if raw is None or not raw.strip():
         return []
     if not raw.lstrip().startswith("["):
         return [item for item in raw.split(",") if item.strip()]
-    try:
-        parsed: Any = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ConfigError(key, raw, allowed) from None
+    parsed = _structured(cfg, name, list, allowed)
     if not all(isinstance(item, str) for item in parsed):
-        raise ConfigError(key, raw, allowed)
-    return list(parsed)
+        raise ConfigError(_key(name), raw, allowed)
+    return [str(item) for item in parsed]
 
 
 def _ssh_public_key(cfg: pulumi.Config) -> str:
