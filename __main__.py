@@ -6,7 +6,7 @@ import pulumi_oci as oci
 from components.config import load_config
 from components.host import ArmHost, ArmHostArgs
 from components.network import Network, NetworkArgs
-from components.services.stack import deploy_services
+from components.services.placement import place_services
 
 
 def _availability_domain_names(compartment_id: str) -> list[str]:
@@ -50,6 +50,6 @@ pulumi.export("publicIp", host.public_ip)
 pulumi.export("sshCommand", host.ssh_command)
 pulumi.export("dockerHost", host.docker_host)
 
-services = deploy_services(config, host)
-pulumi.export("uiTunnel", services.tunnel_command(host.public_ip))
-pulumi.export("litellmMasterKey", services.litellm_master_key)
+placement = place_services(config, host)
+pulumi.export("uiTunnel", placement.tunnel_command(host.public_ip))
+pulumi.export("litellmMasterKey", placement.litellm_master_key)

@@ -118,6 +118,9 @@ class ProgramRun:
     registrations: tuple[Registration, ...]
     outputs: Mapping[str, Any]
     invokes: tuple[Invoke, ...]
+    # Every value the mocked generators (pulumi-random) made, secret or not: a test can look
+    # for them anywhere, whatever the program did to them on the way.
+    generated: tuple[str, ...] = ()
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -196,8 +199,15 @@ def _run_isolated(
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    invokes = tuple(monitor.mocks.invokes)
-    return ProgramRun(stack, preview, tuple(monitor.registrations), outputs, invokes)
+    mocks = monitor.mocks
+    return ProgramRun(
+        stack,
+        preview,
+        tuple(monitor.registrations),
+        outputs,
+        tuple(mocks.invokes),
+        tuple(mocks.generated),
+    )
 
 
 def _program_runner(program: Path) -> Callable[[], None]:
@@ -285,6 +295,9 @@ def _secret_paths(wire: Any, prefix: str) -> list[str]:
     return []
 
 
+GENERATOR_PREFIX = "random:"
+
+
 class CloudMocks(pulumi_mocks.Mocks):
     """Plausible answers from OCI, Docker and the generators, deterministic per resource name.
 
@@ -295,6 +308,7 @@ class CloudMocks(pulumi_mocks.Mocks):
     def __init__(self, preview: bool) -> None:
         self.preview = preview
         self.invokes: list[Invoke] = []
+        self.generated: list[str] = []
 
     def new_resource(
         self, args: pulumi_mocks.MockResourceArgs
@@ -302,7 +316,10 @@ class CloudMocks(pulumi_mocks.Mocks):
         state = dict(args.inputs)
         if self.preview:
             return "", state
-        state.update(_created_outputs(args.typ, args.name, args.inputs))
+        created = _created_outputs(args.typ, args.name, args.inputs)
+        if args.typ.startswith(GENERATOR_PREFIX):
+            self.generated.extend(str(value) for value in created.values())
+        state.update(created)
         return f"{args.name}-id", state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -321,10 +338,6 @@ def _created_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[s
     length = int(inputs.get("length", 32))
     outputs: dict[str, dict[str, Any]] = {
         "random:index/randomPassword:RandomPassword": {"result": _fake(name, "password", length)},
-        "random:index/randomId:RandomId": {
-            "hex": _fake(name, "id", 2 * int(inputs.get("byteLength", 16))),
-            "b64Std": _fake(name, "b64", 4 * int(inputs.get("byteLength", 16)) // 3),
-        },
         "oci:Core/publicIp:PublicIp": {"ipAddress": "192.0.2.10"},
         "oci:Core/instance:Instance": {"privateIp": "10.0.1.10", "state": "RUNNING"},
         "oci:Core/vcn:Vcn": {"defaultSecurityListId": f"{name}-default-security-list"},

@@ -12,15 +12,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal, TypeVar
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.config import ServicesConfig
+from components.config import ServiceSettings
 from components.host import DATA_ROOT
-from components.services.catalog import ALLOCATIONS, SERVICES, Allocation, ServiceEntry
+from components.services.catalog import CATALOG, ServiceEntry
+from components.sizing import ALLOCATIONS, Allocation
 
 PLATFORM = "linux/arm64"
 HOST_LABEL = "ai-swarm.host"
@@ -43,24 +44,24 @@ _HOST_ROOT_MOUNT = docker.ContainerMountArgs(
 
 @dataclass(frozen=True)
 class ServiceContext:
-    """What the services need from the host and the stack config."""
+    """What every service on a host needs from the host and the stack config."""
 
     provider: docker.Provider
     network: docker.Network
     host_name: str
     profile: str
-    services: ServicesConfig
+    settings: ServiceSettings
     # Where the UIs publish their port: loopback, or the private address when exposed.
     ui_ip: str = LOOPBACK
 
     def image(self, entry: ServiceEntry) -> str:
-        return self.services.override(entry.key).image or entry.image
+        return self.settings.override(entry.key).image or entry.image
 
     def allocation(self, entry: ServiceEntry, container: str) -> Allocation:
         default = ALLOCATIONS[self.profile][container]
         if container != entry.containers[0]:
             return default
-        override = self.services.override(entry.key)
+        override = self.settings.override(entry.key)
         return Allocation(
             millicpus=override.millicpus or default.millicpus,
             memory_mb=override.memory_mb or default.memory_mb,
@@ -119,34 +120,69 @@ class ContainerSpec:
     host_view: bool = False
 
 
-class Service(pulumi.ComponentResource):
-    """Base of every `ai-swarm:service:<Name>`: one pulled image, its containers, its secrets."""
+S = TypeVar("S", bound="Service")
 
+
+@dataclass(frozen=True)
+class ServiceArgs:
+    context: ServiceContext
+    # The enabled services this one needs or uses (the catalog's `needs` and `uses`), by key.
+    peers: Mapping[str, Service] = field(default_factory=dict)
+
+    def peer(self, kind: type[S]) -> S:
+        """The peer of this kind; the config refuses a stack where a needed one is disabled."""
+        found = self.optional_peer(kind)
+        if found is None:
+            raise pulumi.RunError(f"service {kind.key} is disabled but another service needs it")
+        return found
+
+    def optional_peer(self, kind: type[S]) -> S | None:
+        found = self.peers.get(kind.key)
+        if found is not None and not isinstance(found, kind):
+            raise TypeError(f"peer {kind.key} is a {type(found).__name__}, not a {kind.__name__}")
+        return found
+
+
+class Service(pulumi.ComponentResource):
+    """Base of every `ai-swarm:service:<Name>`: one pulled image, its containers, its secrets.
+
+    Children are named after the component (`<name>-image`, `<name>-<container>`, ...), so two
+    instances of a service (on two hosts) cannot collide. Every container waits for the
+    containers of the service's peers.
+    """
+
+    key: ClassVar[str]  # the service's entry in the catalog
     containers: list[docker.Container]
 
     def __init__(
-        self, key: str, context: ServiceContext, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        self.entry = SERVICES[key]
-        super().__init__(f"ai-swarm:service:{self.entry.name}", key, None, opts)
-        self.context = context
+        self.entry = CATALOG[self.key]
+        super().__init__(f"ai-swarm:service:{self.entry.name}", name, None, opts)
+        self.name = name
+        self.context = args.context
+        self._peer_containers = [c for peer in args.peers.values() for c in peer.containers]
         self.containers = []
         self.image = docker.RemoteImage(
-            f"{key}-image",
-            name=context.image(self.entry),
+            f"{name}-image",
+            name=self.context.image(self.entry),
             platform=PLATFORM,
             keep_locally=True,
             opts=self._child(),
         )
 
     def _child(
-        self, depends_on: Sequence[pulumi.Resource] = (), replace_in_place: bool = False
+        self,
+        depends_on: Sequence[pulumi.Resource] = (),
+        replace_in_place: bool = False,
+        aliases: Sequence[pulumi.Alias] = (),
     ) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(
             parent=self,
             provider=self.context.provider,
             depends_on=list(depends_on),
             delete_before_replace=replace_in_place,
+            aliases=list(aliases) or None,
         )
 
     def generated_secret(self, purpose: str, protect: bool = False) -> pulumi.Output[str]:
@@ -155,7 +191,7 @@ class Service(pulumi.ComponentResource):
         Letters and digits only, so it is safe in URLs and config files without escaping.
         """
         password = random.RandomPassword(
-            f"{self.entry.key}-{purpose}",
+            f"{self.name}-{purpose}",
             length=SECRET_LENGTH,
             special=False,
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
@@ -165,7 +201,7 @@ class Service(pulumi.ComponentResource):
     def run(self, spec: ContainerSpec) -> docker.Container:
         allocation = self.context.allocation(self.entry, spec.name)
         container = docker.Container(
-            spec.name,
+            f"{self.name}-{spec.name}",
             name=spec.name,
             image=self.image.image_id,
             cpus=allocation.cpus,
@@ -211,10 +247,20 @@ class Service(pulumi.ComponentResource):
             ],
             # A replacement reuses the container's name, data directory and host port, which
             # the old container holds until it is gone.
-            opts=self._child(spec.depends_on, replace_in_place=True),
+            opts=self._child(
+                [*self._peer_containers, *spec.depends_on],
+                replace_in_place=True,
+                aliases=self._container_aliases(spec.name),
+            ),
         )
         self.containers.append(container)
         return container
+
+    def _container_aliases(self, container: str) -> list[pulumi.Alias]:
+        """Stacks created before containers were named after their service knew each one by
+        its Docker name alone: the alias keeps them. Only the service's first instance (named
+        by its catalog key) can have such a container, and only it may claim the old name."""
+        return [pulumi.Alias(name=container)] if self.name == self.entry.key else []
 
     def _ports(self, spec: ContainerSpec) -> list[docker.ContainerPortArgs]:
         if spec.published_port is None:

@@ -18,7 +18,7 @@ from components.services.base import (
     ContainerSpec,
     Health,
     Service,
-    ServiceContext,
+    ServiceArgs,
     Upload,
     http_probe,
 )
@@ -69,20 +69,18 @@ class LiteLLM(Service):
     api_key: pulumi.Output[str]
     url: str = f"http://litellm:{PORT}/v1"
 
+    key = "litellm"
+
     def __init__(
-        self,
-        context: ServiceContext,
-        *,
-        postgres: Postgres,
-        redis: Redis,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("litellm", context, opts)
+        super().__init__(name, args, opts)
+        postgres, redis = args.peer(Postgres), args.peer(Redis)
         self.api_key = pulumi.Output.secret(
             pulumi.Output.concat("sk-", self.generated_secret("master-key"))
         )
         salt_key = self.generated_secret("salt-key", protect=True)
-        services = context.services
+        settings = self.context.settings
         self.run(
             ContainerSpec(
                 name="litellm",
@@ -98,12 +96,11 @@ class LiteLLM(Service):
                     "LITELLM_MASTER_KEY": self.api_key,
                     "LITELLM_SALT_KEY": salt_key,
                     "REDIS_PASSWORD": redis.password,
-                    **dict(services.model_api_keys),
+                    **dict(settings.model_api_keys),
                 },
                 command=["--config", CONFIG_FILE, "--port", str(PORT)],
-                uploads=[Upload(CONFIG_FILE, render_yaml(proxy_config(services.models)))],
+                uploads=[Upload(CONFIG_FILE, render_yaml(proxy_config(settings.models)))],
                 published_port=PORT,
-                depends_on=[*postgres.containers, *redis.containers],
             )
         )
         self.finish()

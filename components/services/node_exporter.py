@@ -9,7 +9,7 @@ from components.services.base import (
     ContainerSpec,
     Health,
     Service,
-    ServiceContext,
+    ServiceArgs,
     http_probe,
 )
 
@@ -30,8 +30,12 @@ def flags() -> list[str]:
 
 
 class NodeExporter(Service):
-    def __init__(self, context: ServiceContext, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("nodeExporter", context, opts)
+    key = "nodeExporter"
+
+    def __init__(
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, args, opts)
         self.run(
             ContainerSpec(
                 name="node-exporter",

@@ -10,7 +10,7 @@ from components.services.base import (
     DataDir,
     Health,
     Service,
-    ServiceContext,
+    ServiceArgs,
     http_probe,
 )
 from components.services.litellm import LiteLLM
@@ -25,17 +25,14 @@ LIST_SEPARATOR = ";"
 
 
 class OpenWebUI(Service):
+    key = "openWebui"
+
     def __init__(
-        self,
-        context: ServiceContext,
-        *,
-        postgres: Postgres,
-        redis: Redis,
-        litellm: LiteLLM,
-        pipelines: Pipelines | None,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("openWebui", context, opts)
+        super().__init__(name, args, opts)
+        postgres, redis = args.peer(Postgres), args.peer(Redis)
+        litellm, pipelines = args.peer(LiteLLM), args.optional_peer(Pipelines)
         backends: list[LiteLLM | Pipelines] = [litellm, *([pipelines] if pipelines else [])]
         redis_url = redis.url()
         sentinel = {"HOSTS": redis_service.SENTINEL_HOST, "PORT": str(redis_service.SENTINEL_PORT)}
@@ -69,11 +66,6 @@ class OpenWebUI(Service):
                 },
                 data=[DataDir("open-webui", "/app/backend/data")],
                 published_port=PORT,
-                depends_on=[
-                    *postgres.containers,
-                    *redis.containers,
-                    *(c for b in backends for c in b.containers),
-                ],
             )
         )
         self.finish()

@@ -9,7 +9,7 @@ from components.services.base import (
     DataDir,
     Health,
     Service,
-    ServiceContext,
+    ServiceArgs,
     http_probe,
 )
 
@@ -20,8 +20,12 @@ class Pipelines(Service):
     api_key: pulumi.Output[str]
     url: str = f"http://pipelines:{PORT}"
 
-    def __init__(self, context: ServiceContext, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pipelines", context, opts)
+    key = "pipelines"
+
+    def __init__(
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, args, opts)
         # The image's default key is public; always replace it.
         self.api_key = self.generated_secret("api-key")
         self.run(

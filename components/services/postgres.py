@@ -10,7 +10,7 @@ from components.services.base import (
     DataDir,
     Health,
     Service,
-    ServiceContext,
+    ServiceArgs,
     Upload,
 )
 from components.services.render import DatabaseRole, Directive, render_directives, render_roles_sql
@@ -38,8 +38,12 @@ def hba_rules() -> list[Directive]:
 
 
 class Postgres(Service):
-    def __init__(self, context: ServiceContext, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("postgres", context, opts)
+    key = "postgres"
+
+    def __init__(
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, args, opts)
         superuser_password = self.generated_secret("superuser")
         self.passwords = {name: self.generated_secret(name) for name in CONSUMERS}
         roles_sql = pulumi.Output.all(*self.passwords.values()).apply(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.services.base import ContainerSpec, DataDir, Health, Service, ServiceContext, Upload
+from components.services.base import ContainerSpec, DataDir, Health, Service, ServiceArgs, Upload
 from components.services.render import Directive, render_directives
 
 PORT = 6379
@@ -60,10 +60,14 @@ def _ping(port: int) -> Health:
 
 
 class Redis(Service):
-    def __init__(self, context: ServiceContext, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("redis", context, opts)
+    key = "redis"
+
+    def __init__(
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, args, opts)
         self.password = self.generated_secret("password")
-        memory_mb = context.allocation(self.entry, MASTER_HOST).memory_mb
+        memory_mb = self.context.allocation(self.entry, MASTER_HOST).memory_mb
         master = self.run(
             ContainerSpec(
                 name=MASTER_HOST,

@@ -15,7 +15,7 @@ from components.services.base import (
     DataDir,
     Health,
     Service,
-    ServiceContext,
+    ServiceArgs,
     Upload,
     http_probe,
 )
@@ -77,8 +77,12 @@ def agent_config() -> dict[str, Any]:
 
 
 class Vault(Service):
-    def __init__(self, context: ServiceContext, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("vault", context, opts)
+    key = "vault"
+
+    def __init__(
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, args, opts)
         server = self.run(
             ContainerSpec(
                 name="vault",

@@ -30,11 +30,13 @@ def ssh_options(run: ProgramRun) -> list[str]:
 
 
 def container(run: ProgramRun, name: str) -> Registration:
-    return run.one(CONTAINER, name)
+    """The container Docker knows as `name` (its resource is named after its service)."""
+    [found] = [r for r in run.of_type(CONTAINER) if r.inputs["name"] == name]
+    return found
 
 
 def container_names(run: ProgramRun) -> set[str]:
-    return {r.name for r in run.of_type(CONTAINER)}
+    return {r.inputs["name"] for r in run.of_type(CONTAINER)}
 
 
 def env(registration: Registration) -> dict[str, str]:
@@ -60,9 +62,9 @@ def owner(run: ProgramRun, registration: Registration) -> Registration:
 
 
 def depends_on(run: ProgramRun, registration: Registration) -> set[str]:
-    """Names of the containers a container waits for."""
+    """Docker names of the containers a container waits for."""
     urns = run.by_urn()
-    return {urns[u].name for u in registration.dependencies if urns[u].type == CONTAINER}
+    return {urns[u].inputs["name"] for u in registration.dependencies if urns[u].type == CONTAINER}
 
 
 def label(registration: Registration, name: str) -> str | None:

@@ -6,7 +6,8 @@ import pytest
 
 from components.host import DATA_ROOT, HOST_TAG
 from components.services.base import NETWORK_SUBNET
-from components.services.catalog import ALLOCATIONS, SERVICES
+from components.services.catalog import CATALOG
+from components.sizing import ALLOCATIONS
 from dryrun.engine import ProgramRun
 from tests.services.readers import (
     COMMAND,
@@ -23,7 +24,7 @@ from tests.services.readers import (
     ssh_options,
 )
 
-IDS = [name for entry in SERVICES.values() for name in entry.containers]
+IDS = [name for entry in CATALOG.values() for name in entry.containers]
 MOVING_TAGS = {"latest", "main", "main-latest", "main-stable", "stable", "dev"}
 # The only container outside the services' network: it needs the host's own view.
 HOST_VIEW = {"node-exporter"}
@@ -38,7 +39,7 @@ def test_seven_service_components_with_their_exact_names(free_run: ProgramRun) -
 
 @pytest.mark.parametrize("name", IDS)
 def test_container_runs_its_services_pinned_arm64_image(free_run: ProgramRun, name: str) -> None:
-    service = SERVICES[owner(free_run, container(free_run, name)).name]
+    service = CATALOG[owner(free_run, container(free_run, name)).name]
     images = [
         r
         for r in free_run.of_type(REMOTE_IMAGE)
@@ -164,7 +165,7 @@ def test_no_port_is_published_on_every_interface(
 def test_every_docker_resource_uses_the_hosts_provider(free_run: ProgramRun) -> None:
     provider = free_run.one(PROVIDER)
     docker_resources = [r for r in free_run.registrations if r.type.startswith("docker:")]
-    assert len(docker_resources) == len(IDS) + len(SERVICES) + 1
+    assert len(docker_resources) == len(IDS) + len(CATALOG) + 1
     # A provider reference is "<urn>::<id>".
     assert {r.provider.rsplit("::", 1)[0] for r in docker_resources} == {provider.urn}
 

@@ -11,7 +11,15 @@ from pulumi.runtime import rpc
 
 from dryrun.engine import SECRET, ProgramRun, Registration
 from tests.services.conftest import MODEL_API_KEYS
-from tests.services.readers import CONTAINER, PASSWORD, container, env, owner, strings
+from tests.services.readers import (
+    CONTAINER,
+    PASSWORD,
+    container,
+    container_names,
+    env,
+    owner,
+    strings,
+)
 
 # Generated values are letters and digits; no ordinary word in an input is this long.
 SECRET_TOKEN = re.compile(r"[A-Za-z0-9]{16,}")
@@ -50,6 +58,20 @@ def test_no_secret_value_appears_in_any_plain_input(
     assert len(tokens) >= len(run.of_type(PASSWORD))
     leaks = sorted({token for token in tokens for text in plain if token in text})
     assert leaks == []
+
+
+@pytest.mark.parametrize("run_name", ["free_run", "big_run", "exposed_run"])
+def test_every_generated_value_travels_inside_a_secret(
+    request: pytest.FixtureRequest, run_name: str
+) -> None:
+    """Checked against the values the generators made, so a secret that the program passes on
+    as plain text everywhere is found too."""
+    run: ProgramRun = request.getfixturevalue(run_name)
+    secret, plain = _leaves(run.registrations)
+    assert len(run.generated) == len(run.of_type(PASSWORD)) > 0
+    for value in run.generated:
+        assert any(value in text for text in secret), "a generated value is in no secret input"
+        assert not any(value in text for text in plain), "a generated value travels in plain"
 
 
 def test_provider_api_keys_reach_litellm_only_as_secrets(free_run: ProgramRun) -> None:
@@ -121,9 +143,7 @@ def test_containers_without_secrets_stay_readable(free_run: ProgramRun) -> None:
     readable = {"node-exporter", "vault", "vault-agent"}
     for name in readable:
         assert container(free_run, name).secret_paths == ()
-    assert readable | set(SECRET_ENV) | set(SECRET_FILES) == {
-        r.name for r in free_run.of_type(CONTAINER)
-    }
+    assert readable | set(SECRET_ENV) | set(SECRET_FILES) == container_names(free_run)
 
 
 def test_generated_values_are_made_once_and_never_regenerate(free_run: ProgramRun) -> None:

@@ -1,6 +1,6 @@
-"""Puts the services on a host: its Docker provider over SSH, the services' network, then every
-enabled service in the order their needs impose (and no other), so independent images pull and
-start in parallel.
+"""Places the services on a host: its Docker provider over SSH, the services' network, then every
+enabled service in the order the catalog's `needs` and `uses` impose (and no other), so
+independent images pull and start in parallel.
 
 SSH: pulumi-docker runs the local `ssh` and takes no key. With `ai-swarm:sshIdentityFile` set,
 ssh gets `-i <file>`; otherwise it uses the agent or ~/.ssh/config. The host key is accepted on
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from graphlib import TopologicalSorter
+from typing import Protocol
 
 import pulumi
 import pulumi_docker as docker
@@ -24,8 +25,10 @@ from components.services.base import (
     NETWORK_NAME,
     NETWORK_SUBNET,
     Service,
+    ServiceArgs,
     ServiceContext,
 )
+from components.services.catalog import CATALOG
 from components.services.litellm import LiteLLM
 from components.services.node_exporter import NodeExporter
 from components.services.open_webui import OpenWebUI
@@ -42,7 +45,9 @@ SSH_OPTIONS = (
     "-o", "ServerAliveInterval=30",
 )  # fmt: skip
 
-T = TypeVar("T")
+COMPONENTS: Mapping[str, type[Service]] = {
+    kind.key: kind for kind in (Postgres, Redis, NodeExporter, LiteLLM, OpenWebUI, Pipelines, Vault)
+}
 
 
 class DockerHost(Protocol):
@@ -59,12 +64,16 @@ class DockerHost(Protocol):
 
 
 @dataclass(frozen=True)
-class Deployment:
-    provider: docker.Provider
-    network: docker.Network
-    services: Mapping[str, Service]  # by config key, enabled ones only
-    litellm_master_key: pulumi.Output[str] | None
+class Placement:
+    """The services placed on one host, by catalog key (enabled ones only)."""
+
+    services: Mapping[str, Service]
     ui_ip: str
+
+    @property
+    def litellm_master_key(self) -> pulumi.Output[str] | None:
+        litellm = self.services.get(LiteLLM.key)
+        return litellm.api_key if isinstance(litellm, LiteLLM) else None
 
     def tunnel_command(self, public_ip: pulumi.Input[str]) -> pulumi.Output[str]:
         """The `ssh -L` command that brings every enabled UI to the same port on localhost."""
@@ -78,13 +87,13 @@ def ssh_options(identity_file: str | None) -> list[str]:
     return [*SSH_OPTIONS, *identity]
 
 
-def deploy_services(config: StackConfig, host: DockerHost) -> Deployment:
-    wanted = config.services
-    ui_ip = host.private_ip if wanted.expose_uis else LOOPBACK
+def place_services(config: StackConfig, host: DockerHost) -> Placement:
+    settings = config.service_settings
+    ui_ip = host.private_ip if settings.expose_uis else LOOPBACK
     provider = docker.Provider(
         "docker",
         host=host.docker_host,
-        ssh_opts=ssh_options(wanted.ssh_identity_file),
+        ssh_opts=ssh_options(config.ssh_identity_file),
         # The provider does not retry: it must wait for cloud-init, Docker and the data volume.
         opts=pulumi.ResourceOptions(depends_on=[host.ready]),
     )
@@ -102,47 +111,31 @@ def deploy_services(config: StackConfig, host: DockerHost) -> Deployment:
         network=network,
         host_name=host.host_name,
         profile=config.profile.name,
-        services=wanted,
+        settings=settings,
         ui_ip=ui_ip,
     )
+    placed: dict[str, Service] = {}
+    for key in dependency_order([key for key in CATALOG if settings.enabled(key)]):
+        entry = CATALOG[key]
+        peers = {peer: placed[peer] for peer in (*entry.needs, *entry.uses) if peer in placed}
+        placed[key] = COMPONENTS[key](key, ServiceArgs(context, peers))
+    return Placement(services=placed, ui_ip=ui_ip)
 
-    postgres = Postgres(context) if wanted.enabled("postgres") else None
-    redis = Redis(context) if wanted.enabled("redis") else None
-    pipelines = Pipelines(context) if wanted.enabled("pipelines") else None
-    built: list[Service | None] = [
-        postgres,
-        redis,
-        pipelines,
-        NodeExporter(context) if wanted.enabled("nodeExporter") else None,
-        Vault(context) if wanted.enabled("vault") else None,
-    ]
-    litellm = None
-    if wanted.enabled("litellm"):
-        litellm = LiteLLM(
-            context, postgres=_needed(postgres, "postgres"), redis=_needed(redis, "redis")
-        )
-    if wanted.enabled("openWebui"):
-        built.append(
-            OpenWebUI(
-                context,
-                postgres=_needed(postgres, "postgres"),
-                redis=_needed(redis, "redis"),
-                litellm=_needed(litellm, "litellm"),
-                pipelines=pipelines,
-            )
-        )
-    built.append(litellm)
-    return Deployment(
-        provider=provider,
-        network=network,
-        services={service.entry.key: service for service in built if service is not None},
-        litellm_master_key=litellm.api_key if litellm else None,
-        ui_ip=ui_ip,
+
+def dependency_order(enabled: list[str]) -> list[str]:
+    """`enabled` with every service after the ones it needs or uses; services that are ready
+    together keep their catalog order, so the same config always registers in the same order."""
+    catalog_order = list(CATALOG)
+    sorter = TopologicalSorter(
+        {
+            key: [p for p in (*CATALOG[key].needs, *CATALOG[key].uses) if p in enabled]
+            for key in enabled
+        }
     )
-
-
-def _needed(service: T | None, key: str) -> T:
-    # load_config refuses a config that disables a needed service; this guards direct callers.
-    if service is None:
-        raise pulumi.RunError(f"service {key} is disabled but another enabled service needs it")
-    return service
+    sorter.prepare()
+    ordered: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=catalog_order.index)
+        ordered += ready
+        sorter.done(*ready)
+    return ordered

@@ -1,0 +1,110 @@
+"""Every config key the program reads, read once and validated before any resource is registered.
+
+A bad value stops the program with one `ConfigError` naming the key, the value and what is
+allowed. Staying inside the Always Free allowance is not checked here: that is the policy
+pack's job, so that a deliberate larger sizing stays possible.
+
+`readers` holds the typed readers, `host` the host and network keys, `services` the service
+keys; `load_config` puts them together.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from components.config import host as host_keys
+from components.config.host import MIN_BLOCK_VOLUME_GB, MIN_BOOT_VOLUME_GB, IpNetwork
+from components.config.readers import NAMESPACE, ConfigError, ipv4_network, require_secret
+from components.config.services import (
+    ModelRoute,
+    ServiceOverride,
+    ServiceSettings,
+    service_settings,
+)
+from components.sizing import HostSize, SizingProfile
+
+__all__ = [
+    "ConfigError",
+    "ModelRoute",
+    "ServiceOverride",
+    "ServiceSettings",
+    "StackConfig",
+    "load_config",
+]
+
+SSH_PORT = 22
+# The host takes this address of its subnet; OCI reserves the first two and the last one.
+HOST_ADDRESS_INDEX = 10
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The validated configuration of one stack."""
+
+    compartment_id: str
+    availability_domain: str
+    profile: SizingProfile
+    host_size: HostSize
+    boot_volume_gb: int
+    data_volume_gb: int
+    host_name: str
+    vcn_cidr: ipaddress.IPv4Network
+    subnet_cidr: ipaddress.IPv4Network
+    admin_cidrs: tuple[IpNetwork, ...]
+    ssh_public_key: str
+    ssh_private_key: pulumi.Output[str]
+    ssh_identity_file: str | None
+    service_settings: ServiceSettings
+
+    @property
+    def host_private_ip(self) -> ipaddress.IPv4Address:
+        """The host's fixed private address: known at preview, so exposed UIs can bind to it."""
+        return self.subnet_cidr.network_address + HOST_ADDRESS_INDEX
+
+    @property
+    def admin_ports(self) -> tuple[int, ...]:
+        """TCP ports open to `admin_cidrs`, in the security list and in the host firewall."""
+        return (SSH_PORT, *self.service_settings.exposed_ports)
+
+
+AvailabilityDomainLister = Callable[[str], Sequence[str]]
+
+
+def load_config(list_availability_domains: AvailabilityDomainLister) -> StackConfig:
+    """Read and validate the whole stack configuration.
+
+    `list_availability_domains(tenancy)` returns the availability domain names, in order; it
+    is passed in so that the index check runs against the real tenancy under the CLI.
+    """
+    oci_cfg = pulumi.Config("oci")
+    cfg = pulumi.Config(NAMESPACE)
+
+    host_keys.require_region(oci_cfg)
+    tenancy_id = host_keys.tenancy_ocid(oci_cfg)
+    compartment_id = host_keys.compartment_ocid(cfg, tenancy_id)
+    profile = host_keys.profile(cfg)
+    vcn_cidr = ipv4_network(cfg, "vcnCidr", "10.0.0.0/16")
+    subnet_cidr = host_keys.subnet_cidr(ipv4_network(cfg, "subnetCidr", "10.0.1.0/24"), vcn_cidr)
+    host_size = host_keys.host_size(cfg, profile.host)
+    return StackConfig(
+        compartment_id=compartment_id,
+        availability_domain=host_keys.availability_domain(
+            cfg, list_availability_domains(tenancy_id)
+        ),
+        profile=profile,
+        host_size=host_size,
+        boot_volume_gb=host_keys.volume_gb(cfg, "bootVolumeGb", 50, MIN_BOOT_VOLUME_GB),
+        data_volume_gb=host_keys.volume_gb(cfg, "dataVolumeGb", 150, MIN_BLOCK_VOLUME_GB),
+        host_name=host_keys.host_name(cfg),
+        vcn_cidr=vcn_cidr,
+        subnet_cidr=subnet_cidr,
+        admin_cidrs=host_keys.admin_cidrs(cfg),
+        ssh_public_key=host_keys.ssh_public_key(cfg),
+        ssh_private_key=require_secret(cfg, "sshPrivateKey"),
+        ssh_identity_file=host_keys.ssh_identity_file(cfg),
+        service_settings=service_settings(cfg, host_size),
+    )

@@ -1,0 +1,116 @@
+"""How big the host is and how its CPU and memory are shared among the containers.
+
+Pure data, importable without Pulumi. The sizing profiles (`ai-swarm:profile`), the limits of
+the A1.Flex shape, each container's CPU and memory limit per profile, and the two rules the
+limits are held to: memory kept for the OS and Docker, and how far CPU limits may overcommit.
+The policy pack enforces the same two rules with the same numbers as its config defaults
+(`hostReservedMemoryMb`, `maxCpuOvercommit`); a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Memory each host keeps outside container limits for the OS, Docker and the page cache.
+HOST_RESERVED_MEMORY_MB = 1536
+# Container CPU limits may add up to this many times the OCPUs.
+CPU_OVERCOMMIT = 1.5
+MILLICPUS_PER_CPU = 1000
+
+# Limits of the VM.Standard.A1.Flex shape itself (not of the free allowance).
+A1_MAX_OCPUS = 80
+A1_MIN_MEMORY_GB_PER_OCPU = 1
+A1_MAX_MEMORY_GB_PER_OCPU = 64
+A1_MAX_MEMORY_GB = 512
+
+
+@dataclass(frozen=True)
+class HostSize:
+    ocpus: int
+    memory_gb: int
+
+
+@dataclass(frozen=True)
+class SizingProfile:
+    name: str
+    host: HostSize
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One container's limits: CPU in millicpus (Docker's `cpus` x 1000, so sums stay exact)
+    and memory in MB; its soft reservation is half the limit."""
+
+    millicpus: int
+    memory_mb: int
+
+    @property
+    def cpus(self) -> str:
+        """Docker's `cpus` string, e.g. "0.25"."""
+        return f"{self.millicpus / MILLICPUS_PER_CPU:g}"
+
+    @property
+    def reservation_mb(self) -> int:
+        return self.memory_mb // 2
+
+
+PROFILES: Mapping[str, SizingProfile] = {
+    # Oracle's Always Free A1 allowance since 2026-06-15.
+    "always-free": SizingProfile("always-free", HostSize(ocpus=2, memory_gb=12)),
+    # The original sizing, beyond today's free allowance.
+    "a1-4x24": SizingProfile("a1-4x24", HostSize(ocpus=4, memory_gb=24)),
+}
+DEFAULT_PROFILE = "always-free"
+
+
+def _table(rows: Mapping[str, tuple[float, int]]) -> Mapping[str, Allocation]:
+    return {
+        container: Allocation(round(cpus * MILLICPUS_PER_CPU), memory_mb)
+        for container, (cpus, memory_mb) in rows.items()
+    }
+
+
+# Per profile, container: (cpus, memory MB). A service's first container is its main one:
+# `ai-swarm:services.<key>.cpus` / `.memoryMb` override that one; sidecars (the Redis
+# Sentinel, the Vault Agent) keep their small table values.
+ALLOCATIONS: Mapping[str, Mapping[str, Allocation]] = {
+    # 2 OCPU / 12 GB: 3.0 CPUs and 10,752 MB to share; 1.5 GB of that is left as headroom.
+    "always-free": _table(
+        {
+            "postgres": (0.4, 1536),
+            "redis": (0.2, 512),
+            "redis-sentinel": (0.05, 64),
+            "node-exporter": (0.1, 64),
+            "litellm": (0.6, 2048),
+            "open-webui": (0.9, 3072),
+            "pipelines": (0.45, 1536),
+            "vault": (0.2, 256),
+            "vault-agent": (0.1, 128),
+        }
+    ),
+    # 4 OCPU / 24 GB: the original table's upper ends (6.0 CPUs and 23,040 MB to share).
+    "a1-4x24": _table(
+        {
+            "postgres": (1.0, 2048),
+            "redis": (0.5, 960),
+            "redis-sentinel": (0.1, 64),
+            "node-exporter": (0.2, 100),
+            "litellm": (1.0, 4096),
+            "open-webui": (1.5, 8192),
+            "pipelines": (1.0, 4096),
+            "vault": (0.3, 320),
+            "vault-agent": (0.1, 128),
+        }
+    ),
+}
+
+
+def container_memory_mb(host: HostSize) -> int:
+    """Memory the containers' limits may add up to on a host of this size."""
+    return host.memory_gb * 1024 - HOST_RESERVED_MEMORY_MB
+
+
+def container_millicpus(host: HostSize) -> int:
+    """Millicpus the containers' limits may add up to on a host of this size."""
+    return round(host.ocpus * CPU_OVERCOMMIT * MILLICPUS_PER_CPU)
