@@ -1,0 +1,348 @@
+"""`python -m deploy up | status | idle-check`: argument parsing, wiring and the tables.
+
+Exit status: `up` 0 deployed, 1 stopped, 2 deadline passed; `status` 0 healthy, 1 anything
+unhealthy; `idle-check` 0 not at risk, 1 at risk or cannot tell. Any command exits 1 when it
+cannot start (no Pulumi CLI, a missing stack output, unusable credentials); argparse's usage
+errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from deploy.adapters import SshShell, SystemClock, identity_file, open_stack
+from deploy.durations import format_duration, parse_duration
+from deploy.idle import IDLE_BELOW_PERCENT, WINDOW, IdleReport, Verdict, idle_report
+from deploy.oci_cloud import connect
+from deploy.ports import Cloud, CloudError, OperatorError
+from deploy.retry import (
+    AVAILABILITY_DOMAIN_KEY,
+    CapacityRetry,
+    RetrySettings,
+    plan_domains,
+)
+from deploy.status import Level, StatusReadError, StatusReport, collect_status
+
+DEFAULT_STACK: Final = "oracle"
+EXIT_CANNOT_START: Final = 1
+_LEVEL_STYLE: Final = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy",
+        description="Operate the ai-swarm stack: deploy through A1 capacity shortages, check "
+        "its health, and check Oracle's idle rule.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up",
+        help="pulumi up with the policy pack, retrying 'Out of host capacity'",
+        description="Run `pulumi up --policy-pack policies`; on 'Out of host capacity' try the "
+        "region's other availability domains, then wait (exponential back-off, full jitter) "
+        "and try again until it succeeds or the deadline passes. Exit 0 deployed, 1 stopped, "
+        "2 deadline.",
+    )
+    _stack_option(up)
+    up.set_defaults(command_parser=up)
+    up.add_argument(
+        "--domains",
+        type=_positive_int,
+        metavar="N",
+        help="the region's number of availability domains (skips asking OCI)",
+    )
+    up.add_argument(
+        "--deadline",
+        type=parse_duration,
+        default="24h",
+        metavar="DURATION",
+        help="stop trying after this long (default 24h; 90s, 15m, 24h, 0s)",
+    )
+    up.add_argument(
+        "--min-delay",
+        type=parse_duration,
+        default="60s",
+        metavar="DURATION",
+        help="shortest wait between rounds (default 60s)",
+    )
+    up.add_argument(
+        "--max-delay",
+        type=parse_duration,
+        default="15m",
+        metavar="DURATION",
+        help="longest wait between rounds (default 15m)",
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="containers, Vault, /mnt/data and backups on the host",
+        description="Over SSH with the stack's key: each container's state, health, restarts, "
+        "memory against its limit and CPU; Vault's seal; /mnt/data use; the newest backups. "
+        "Exit 1 when anything is unhealthy.",
+    )
+    _stack_option(status)
+
+    idle = commands.add_parser(
+        "idle-check",
+        help="would Oracle reclaim the instance as idle?",
+        description="Read the last 7 days from OCI Monitoring and apply Oracle's Always Free "
+        "idle rule (CPU p95, network and memory all under 20%%). Exit 0 not at risk, 1 at "
+        "risk or cannot tell.",
+    )
+    _stack_option(idle)
+    return parser
+
+
+def _stack_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", default=DEFAULT_STACK, help="stack name (default oracle)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: a whole number from 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "up" and args.min_delay > args.max_delay:
+        args.command_parser.error(
+            f"argument --min-delay: {format_duration(args.min_delay)} is longer than "
+            f"--max-delay {format_duration(args.max_delay)}"
+        )
+    out = console or Console(highlight=False)
+    try:
+        if args.command == "up":
+            return run_up(args, out)
+        if args.command == "status":
+            return run_status(args.stack, out)
+        return run_idle_check(args.stack, out)
+    except OperatorError as error:
+        out.print(f"[red]error[/]: {escape(str(error))}", soft_wrap=True)
+        return EXIT_CANNOT_START
+
+
+# ---------------------------------------------------------------------------------------------
+# up
+
+
+def run_up(args: argparse.Namespace, console: Console) -> int:
+    settings = RetrySettings(
+        deadline=args.deadline, min_delay=args.min_delay, max_delay=args.max_delay
+    )
+    stack = open_stack(args.stack, create=True)
+    configured = stack.get_config(AVAILABILITY_DOMAIN_KEY)
+    names: Sequence[str] | None = None
+    if args.domains is None:
+        names = _availability_domains(stack.config())
+        count = len(names)
+    else:
+        count = args.domains
+    plan = plan_domains(configured, names, count)
+    console.print(
+        f"pulumi up on stack {escape(args.stack)} with the policy pack; {count} availability "
+        f"domain(s); deadline {format_duration(settings.deadline)}; waits "
+        f"{format_duration(settings.min_delay)} to {format_duration(settings.max_delay)}"
+    )
+    with console.status("pulumi up …") as spinner:
+
+        def show(line: str) -> None:
+            if line.strip():
+                spinner.update(f"pulumi: {escape(line.strip()[:100])}")
+
+        retry = CapacityRetry(
+            stack,
+            plan,
+            settings,
+            clock=SystemClock(),
+            jitter=random.Random(),
+            console=console,
+            on_output=show,
+        )
+        return retry.run()
+
+
+def _availability_domains(config: Mapping[str, str]) -> Sequence[str]:
+    try:
+        names = connect(config).availability_domains()
+    except (CloudError, OperatorError) as error:
+        raise OperatorError(
+            f"cannot list the region's availability domains ({error}); pass --domains N"
+        ) from None
+    if not names:
+        raise OperatorError("OCI lists no availability domain for the tenancy")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+
+
+def require_output(outputs: Mapping[str, Any], name: str) -> str:
+    value = outputs.get(name)
+    if not isinstance(value, str) or not value:
+        raise OperatorError(
+            f"the stack has no output {name!r}; `python -m deploy` needs __main__.py to export "
+            f"it (run `python -m deploy up` after updating); outputs present: "
+            f"{', '.join(sorted(outputs)) or 'none'}"
+        )
+    return value
+
+
+def run_status(stack_name: str, console: Console) -> int:
+    stack = open_stack(stack_name, create=False)
+    outputs = stack.outputs()
+    config = stack.config()
+    host = require_output(outputs, "publicIp")
+    cloud, unavailable = _optional_cloud(config)
+    try:
+        volume_id: str | None = require_output(outputs, "dataVolumeId")
+    except OperatorError as error:
+        volume_id, unavailable = None, str(error)
+    expected = stack.deployed_containers()
+    with identity_file(config) as key, tempfile.TemporaryDirectory(prefix="ai-swarm-") as control:
+        shell = SshShell(host, key, Path(control))
+        try:
+            report = collect_status(
+                shell,
+                expected,
+                now=SystemClock().now(),
+                cloud=cloud,
+                data_volume_id=volume_id,
+                cloud_unavailable=unavailable,
+            )
+        except StatusReadError as error:
+            console.print(f"[red]error[/]: {escape(str(error))}")
+            return 1
+        finally:
+            shell.close()
+    render_status(report, console, f"{stack_name} ({host})")
+    return report.exit_code
+
+
+def _optional_cloud(config: Mapping[str, str]) -> tuple[Cloud | None, str | None]:
+    try:
+        return connect(config), None
+    except OperatorError as error:
+        return None, str(error)
+
+
+def render_status(report: StatusReport, console: Console, title: str) -> None:
+    table = Table(title=f"containers on {escape(title)}", title_justify="left")
+    for column in ("container", "state", "health", "restarts", "memory", "CPU"):
+        table.add_column(column, justify="right" if column in ("restarts",) else "left")
+    for row in report.containers:
+        style = _LEVEL_STYLE[row.level]
+        table.add_row(
+            f"[{style}]{escape(row.name)}[/]",
+            escape(row.state),
+            escape(row.health or "-"),
+            str(row.restarts),
+            _memory_cell(row.memory_used, row.memory_limit),
+            _cpu_cell(row.cpu_percent, row.cpu_limit),
+        )
+    console.print(table)
+    checks = Table(title="host", title_justify="left")
+    checks.add_column("check")
+    checks.add_column("")
+    checks.add_column("detail")
+    for check in report.checks:
+        style = _LEVEL_STYLE[check.level]
+        checks.add_row(
+            escape(check.subject), f"[{style}]{check.level.name.lower()}[/]", escape(check.summary)
+        )
+    console.print(checks)
+    verdict = {
+        Level.OK: "[green]healthy[/]",
+        Level.WARN: "[yellow]healthy, with warnings[/]",
+        Level.FAIL: "[red]unhealthy[/]",
+    }[report.level]
+    console.print(verdict)
+
+
+def _memory_cell(used: int | None, limit: int | None) -> str:
+    if used is None:
+        return "-"
+    mib = f"{used / 1024**2:.0f} MiB"
+    if not limit:
+        return f"{mib} (no limit)"
+    return f"{mib} / {limit / 1024**2:.0f} MiB ({used / limit:.0%})"
+
+
+def _cpu_cell(percent: float | None, limit: float | None) -> str:
+    if percent is None:
+        return "-"
+    return f"{percent:.1f}%" + (f" of {limit:g} CPU" if limit else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# idle-check
+
+
+def run_idle_check(stack_name: str, console: Console) -> int:
+    stack = open_stack(stack_name, create=False)
+    instance_id = require_output(stack.outputs(), "instanceId")
+    cloud = connect(stack.config())
+    try:
+        report = idle_report(cloud, instance_id, SystemClock().now())
+    except CloudError as error:
+        console.print(f"[red]error[/]: {escape(str(error))}")
+        return 1
+    render_idle(report, console)
+    return report.exit_code
+
+
+def render_idle(report: IdleReport, console: Console) -> None:
+    days = WINDOW.days
+    table = Table(
+        title=f"Oracle's idle rule over the last {days} days "
+        f"({report.window_start:%Y-%m-%d %H:%M} to {report.window_end:%Y-%m-%d %H:%M} UTC)",
+        title_justify="left",
+    )
+    for column in ("figure", "statistic", "value", "idle (< 20%)", "samples"):
+        table.add_column(column)
+    for figure in report.figures:
+        value = "no data" if figure.percent is None else f"{figure.percent:.2f}%"
+        idle = {None: "?", True: "[yellow]yes[/]", False: "[green]no[/]"}[figure.idle]
+        table.add_row(figure.name, figure.statistic, value, idle, str(figure.samples))
+    console.print(table)
+    source = "as OCI reports it" if report.bandwidth_reported else "assumed: 1 Gbps per OCPU"
+    console.print(f"network bandwidth {report.bandwidth_gbps:g} Gbps ({source})")
+    history_days = report.history.total_seconds() / 86400
+    if history_days < days - 0.5:
+        console.print(f"only {history_days:.1f} days of data so far")
+    if report.verdict is Verdict.AT_RISK:
+        console.print(
+            f"[red]AT RISK[/]: CPU, network and memory are all under {IDLE_BELOW_PERCENT:g}%; "
+            "Oracle may stop this Always Free instance as idle. See the README (Operations) "
+            "for your options; do not burn CPU to dodge the rule."
+        )
+    elif report.verdict is Verdict.NOT_AT_RISK:
+        busy = [f.name for f in report.figures if f.idle is False]
+        console.print(f"[green]not at risk[/]: {', '.join(busy)} at or above 20%")
+    else:
+        missing = [f.name for f in report.figures if f.percent is None]
+        console.print(
+            f"[yellow]cannot tell[/]: no {', '.join(missing)} data (is the Oracle Cloud Agent's "
+            "Compute Instance Monitoring plugin enabled?)"
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m deploy` is the entry point
+    sys.exit(main())
