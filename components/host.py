@@ -64,6 +64,8 @@ class ArmHost(pulumi.ComponentResource):
     """
 
     host_name: str
+    instance_id: pulumi.Output[str]
+    connection: command.remote.ConnectionArgs
     public_ip: pulumi.Output[str]
     private_ip: str
     docker_host: pulumi.Output[str]
@@ -77,6 +79,7 @@ class ArmHost(pulumi.ComponentResource):
         self.host_name = args.host_name
 
         instance = self._instance(name, args)
+        self.instance_id = instance.id
         volume = oci.core.Volume(
             f"{name}-data",
             compartment_id=args.compartment_id,
@@ -108,15 +111,16 @@ class ArmHost(pulumi.ComponentResource):
         self.private_ip = args.private_ip
         self.docker_host = pulumi.Output.concat("ssh://", SSH_USER, "@", self.public_ip)
         self.ssh_command = pulumi.Output.concat("ssh ", SSH_USER, "@", self.public_ip)
+        self.connection = command.remote.ConnectionArgs(
+            host=self.public_ip,
+            user=SSH_USER,
+            private_key=args.ssh_private_key,
+            dial_error_limit=-1,
+            per_dial_timeout=30,
+        )
         self.ready = command.remote.Command(
             f"{name}-ready",
-            connection=command.remote.ConnectionArgs(
-                host=self.public_ip,
-                user=SSH_USER,
-                private_key=args.ssh_private_key,
-                dial_error_limit=-1,
-                per_dial_timeout=30,
-            ),
+            connection=self.connection,
             create=_READY_SCRIPT,
             triggers=[instance.id, attachment.id],
             opts=pulumi.ResourceOptions(
@@ -199,4 +203,12 @@ def _primary_private_ip_id(compartment_id: str, instance: oci.core.Instance) -> 
     )
     vnic_id = attachments.vnic_attachments.apply(lambda found: found[0].vnic_id)
     private_ips = oci.core.get_private_ips_output(vnic_id=vnic_id)
-    return private_ips.private_ips.apply(lambda found: found[0].id)
+    return private_ips.private_ips.apply(_primary_id)
+
+
+def _primary_id(private_ips: Sequence[oci.core.outputs.GetPrivateIpsPrivateIpResult]) -> str:
+    """The VNIC's primary private IP: the reserved IP follows it across instance replacements."""
+    primary = [ip.id for ip in private_ips if ip.is_primary]
+    if len(primary) != 1:
+        raise pulumi.RunError(f"the host's VNIC lists {len(primary)} primary private IPs, not 1")
+    return primary[0]

@@ -121,6 +121,8 @@ class ProgramRun:
     # Every value the mocked generators (pulumi-random) made, secret or not: a test can look
     # for them anywhere, whatever the program did to them on the way.
     generated: tuple[str, ...] = ()
+    # The id the mocked cloud gave each custom resource, by URN ("" in preview).
+    ids: Mapping[str, str] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -207,6 +209,7 @@ def _run_isolated(
         outputs,
         tuple(mocks.invokes),
         tuple(mocks.generated),
+        dict(monitor.ids),
     )
 
 
@@ -240,11 +243,13 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: CloudMocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        self.ids: dict[str, str] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(_registration(response.urn, request))
+            self.ids[response.urn] = response.id
         return response
 
 
@@ -296,6 +301,7 @@ def _secret_paths(wire: Any, prefix: str) -> list[str]:
 
 
 GENERATOR_PREFIX = "random:"
+INSTANCE_TYPE = "oci:Core/instance:Instance"
 
 
 class CloudMocks(pulumi_mocks.Mocks):
@@ -320,12 +326,21 @@ class CloudMocks(pulumi_mocks.Mocks):
         if args.typ.startswith(GENERATOR_PREFIX):
             self.generated.extend(str(value) for value in created.values())
         state.update(created)
-        return f"{args.name}-id", state
+        return _resource_id(args.typ, args.name, args.inputs), state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.invokes.append(Invoke(args.token, dict(args.args)))
         answer = _INVOKE_ANSWERS.get(args.token)
         return (answer(args.args) if answer else {}), []
+
+
+def _resource_id(type_: str, name: str, inputs: Mapping[str, Any]) -> str:
+    """`<name>-id`; an instance's OCID follows its inputs, as a new instance gets a new OCID
+    when a change of inputs replaces it."""
+    if type_ != INSTANCE_TYPE:
+        return f"{name}-id"
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+    return f"ocid1.instance.oc1.eu-frankfurt-1.{digest[:24]}"
 
 
 def _fake(name: str, purpose: str, length: int) -> str:
@@ -384,9 +399,12 @@ def _vnic_attachments(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _private_ips(args: Mapping[str, Any]) -> dict[str, Any]:
+    """A VNIC may hold secondary private IPs, and OCI does not list the primary one first."""
+    vnic = args.get("vnicId")
     return {
         "privateIps": [
-            {"id": f"{args.get('vnicId')}-private-ip", "ipAddress": "10.0.1.10", "isPrimary": True}
+            {"id": f"{vnic}-secondary-ip", "ipAddress": "10.0.1.11", "isPrimary": False},
+            {"id": f"{vnic}-private-ip", "ipAddress": "10.0.1.10", "isPrimary": True},
         ]
     }
 

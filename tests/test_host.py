@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dryrun.engine import UNKNOWN, ProgramRun, run_program
 from tests.helpers import INSTANCE, user_data, user_data_text
+from tests.services.readers import instance_id
 
 VOLUME = "oci:Core/volume:Volume"
 ATTACHMENT = "oci:Core/volumeAttachment:VolumeAttachment"
@@ -51,7 +52,7 @@ def test_data_volume_is_protected_retained_and_attached(always_free_run: Program
     assert attachment["attachmentType"] == "paravirtualized"
     assert attachment["device"] == "/dev/oracleoci/oraclevdb"
     assert attachment["volumeId"] == "swarm-a1-data-id"
-    assert attachment["instanceId"] == "swarm-a1-instance-id"
+    assert attachment["instanceId"] == instance_id(always_free_run)
 
 
 def test_volume_lives_in_the_instances_availability_domain(always_free_run: ProgramRun) -> None:
@@ -64,13 +65,14 @@ def test_reserved_public_ip_is_bound_to_the_primary_private_ip(
 ) -> None:
     public_ip = always_free_run.one("oci:Core/publicIp:PublicIp").inputs
     assert public_ip["lifetime"] == "RESERVED"
-    assert public_ip["privateIpId"] == "swarm-a1-instance-id-vnic-private-ip"
+    # The mock lists a secondary private IP first: the primary one must be chosen.
+    assert public_ip["privateIpId"] == f"{instance_id(always_free_run)}-vnic-private-ip"
 
 
 def test_readiness_gate_waits_for_cloud_init_docker_and_the_mount(
     always_free_run: ProgramRun,
 ) -> None:
-    ready = always_free_run.one(READY)
+    ready = always_free_run.one(READY, "swarm-a1-ready")
     script = ready.inputs["create"]
     assert "cloud-init status --wait" in script
     assert "mountpoint -q /mnt/data" in script
@@ -82,7 +84,10 @@ def test_readiness_gate_waits_for_cloud_init_docker_and_the_mount(
     assert "connection" in ready.secret_paths  # the private key travels as a secret
     attachment = always_free_run.one(ATTACHMENT)
     assert attachment.urn in ready.dependencies
-    assert ready.inputs["triggers"] == ["swarm-a1-instance-id", "swarm-a1-data-attachment-id"]
+    assert ready.inputs["triggers"] == [
+        instance_id(always_free_run),
+        "swarm-a1-data-attachment-id",
+    ]
 
 
 def test_outputs_give_the_ip_ssh_command_and_docker_host(always_free_run: ProgramRun) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal, TypeVar
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_random as random
 
@@ -26,6 +27,9 @@ from components.sizing import ALLOCATIONS, Allocation
 PLATFORM = "linux/arm64"
 HOST_LABEL = "ai-swarm.host"
 SERVICE_LABEL = "ai-swarm.service"
+# The OCID of the instance a Docker resource lives on. A replaced instance keeps the reserved
+# IP the provider talks to, so without this no Docker resource would see the new, empty host.
+INSTANCE_LABEL = "ai-swarm.instance"
 LOOPBACK = "127.0.0.1"
 NETWORK_NAME = "ai-swarm"
 # Fixed so that pg_hba.conf can admit exactly the containers' network and nothing else.
@@ -49,6 +53,9 @@ class ServiceContext:
     provider: docker.Provider
     network: docker.Network
     host_name: str
+    instance_id: pulumi.Input[str]
+    # SSH to the host, for the steps Docker cannot do (making data directories).
+    connection: command.remote.ConnectionArgs
     profile: str
     settings: ServiceSettings
     # Where the UIs publish their port: loopback, or the private address when exposed.
@@ -94,7 +101,12 @@ class Upload:
 
 @dataclass(frozen=True)
 class DataDir:
-    """`/mnt/data/<name>` on the data volume, mounted at `container_path`."""
+    """`/mnt/data/<name>` on the data volume, bind-mounted at `container_path`.
+
+    A bind mount whose source is missing fails the container's start, where a Docker volume
+    bind would create an empty directory on the boot disk (say, when the data volume is not
+    mounted yet): `data_dirs_script` makes the directories, on the mounted volume only.
+    """
 
     name: str
     container_path: str
@@ -118,6 +130,16 @@ class ContainerSpec:
     depends_on: Sequence[pulumi.Resource] = ()
     # The host's own view (node-exporter): host network and PID namespace, `/` read-only.
     host_view: bool = False
+
+
+def data_dirs_script(dirs: Sequence[DataDir]) -> str:
+    """Make the data directories, refusing while the data volume is not mounted."""
+    paths = " ".join(d.host_path for d in dirs)
+    return (
+        "set -eu\n"
+        f"mountpoint -q {DATA_ROOT} || {{ echo '{DATA_ROOT} is not mounted' >&2; exit 1; }}\n"
+        f"sudo mkdir -p {paths}\n"
+    )
 
 
 S = TypeVar("S", bound="Service")
@@ -168,6 +190,7 @@ class Service(pulumi.ComponentResource):
             name=self.context.image(self.entry),
             platform=PLATFORM,
             keep_locally=True,
+            triggers={"instance": self.context.instance_id},
             opts=self._child(),
         )
 
@@ -198,8 +221,22 @@ class Service(pulumi.ComponentResource):
         )
         return pulumi.Output.secret(password.result)
 
+    def _data_dirs(self, spec: ContainerSpec) -> list[pulumi.Resource]:
+        """The command that makes the container's data directories on its host, if it has any."""
+        if not spec.data:
+            return []
+        made = command.remote.Command(
+            f"{self.name}-{spec.name}-data-dirs",
+            connection=self.context.connection,
+            create=data_dirs_script(spec.data),
+            triggers=[self.context.instance_id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.context.provider]),
+        )
+        return [made]
+
     def run(self, spec: ContainerSpec) -> docker.Container:
         allocation = self.context.allocation(self.entry, spec.name)
+        data_dirs = self._data_dirs(spec)
         container = docker.Container(
             f"{self.name}-{spec.name}",
             name=spec.name,
@@ -223,21 +260,27 @@ class Service(pulumi.ComponentResource):
             labels=[
                 docker.ContainerLabelArgs(label=HOST_LABEL, value=self.context.host_name),
                 docker.ContainerLabelArgs(label=SERVICE_LABEL, value=self.entry.key),
+                docker.ContainerLabelArgs(label=INSTANCE_LABEL, value=self.context.instance_id),
             ],
             envs=_envs(spec.env, spec.secret_env),
             command=list(spec.command) or None,
             uploads=_uploads(spec.uploads),
-            volumes=[
-                docker.ContainerVolumeArgs(host_path=d.host_path, container_path=d.container_path)
-                for d in spec.data
-            ],
             ports=self._ports(spec),
             capabilities=docker.ContainerCapabilitiesArgs(adds=list(spec.capabilities))
             if spec.capabilities
             else None,
             network_mode="host" if spec.host_view else None,
             pid_mode="host" if spec.host_view else None,
-            mounts=[_HOST_ROOT_MOUNT] if spec.host_view else None,
+            mounts=[
+                *([_HOST_ROOT_MOUNT] if spec.host_view else []),
+                *(
+                    docker.ContainerMountArgs(
+                        type="bind", source=d.host_path, target=d.container_path
+                    )
+                    for d in spec.data
+                ),
+            ]
+            or None,
             networks_advanced=None
             if spec.host_view
             else [
@@ -248,7 +291,7 @@ class Service(pulumi.ComponentResource):
             # A replacement reuses the container's name, data directory and host port, which
             # the old container holds until it is gone.
             opts=self._child(
-                [*self._peer_containers, *spec.depends_on],
+                [*self._peer_containers, *data_dirs, *spec.depends_on],
                 replace_in_place=True,
                 aliases=self._container_aliases(spec.name),
             ),

@@ -15,12 +15,14 @@ from graphlib import TopologicalSorter
 from typing import Protocol
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from components.cloud_init import SSH_USER
 from components.config import StackConfig
 from components.services.base import (
     HOST_LABEL,
+    INSTANCE_LABEL,
     LOOPBACK,
     NETWORK_NAME,
     NETWORK_SUBNET,
@@ -55,6 +57,10 @@ class DockerHost(Protocol):
 
     @property
     def host_name(self) -> str: ...
+    @property
+    def instance_id(self) -> pulumi.Output[str]: ...
+    @property
+    def connection(self) -> command.remote.ConnectionArgs: ...
     @property
     def docker_host(self) -> pulumi.Output[str]: ...
     @property
@@ -103,13 +109,18 @@ def place_services(config: StackConfig, host: DockerHost) -> Placement:
         driver="bridge",
         attachable=False,
         ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(NETWORK_SUBNET))],
-        labels=[docker.NetworkLabelArgs(label=HOST_LABEL, value=host.host_name)],
+        labels=[
+            docker.NetworkLabelArgs(label=HOST_LABEL, value=host.host_name),
+            docker.NetworkLabelArgs(label=INSTANCE_LABEL, value=host.instance_id),
+        ],
         opts=pulumi.ResourceOptions(provider=provider),
     )
     context = ServiceContext(
         provider=provider,
         network=network,
         host_name=host.host_name,
+        instance_id=host.instance_id,
+        connection=host.connection,
         profile=config.profile.name,
         settings=settings,
         ui_ip=ui_ip,

@@ -28,11 +28,10 @@ class RenderedContainer:
     uploads: Mapping[str, str]  # container path -> content
     healthcheck: tuple[str, ...]
     bind_mounts: Mapping[str, str]  # container path -> host path
-    volume_paths: tuple[str, ...]  # where the container's data directories are mounted
 
     @classmethod
     def of(cls, run: ProgramRun, name: str) -> RenderedContainer:
-        inputs = run.one(CONTAINER, name).inputs
+        [inputs] = [r.inputs for r in run.of_type(CONTAINER) if r.inputs["name"] == name]
         return cls(
             name=name,
             command=tuple(inputs.get("command", ())),
@@ -40,7 +39,13 @@ class RenderedContainer:
             uploads={upload["file"]: upload["content"] for upload in inputs.get("uploads", ())},
             healthcheck=tuple(inputs["healthcheck"]["tests"]),
             bind_mounts=_bind_mounts(inputs.get("mounts", ())),
-            volume_paths=tuple(v["containerPath"] for v in inputs.get("volumes", ())),
+        )
+
+    @property
+    def data_paths(self) -> tuple[str, ...]:
+        """Where the container's data directories (on the data volume) are mounted."""
+        return tuple(
+            inside for inside, host in self.bind_mounts.items() if host.startswith("/mnt/data/")
         )
 
     def upload(self, path: str) -> str:

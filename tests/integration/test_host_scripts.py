@@ -17,7 +17,8 @@ from dryrun.engine import ProgramRun
 from tests.helpers import user_data
 from tests.integration import daemons
 
-READY = "command:remote:Command"
+COMMAND = "command:remote:Command"
+READY_NAME = "swarm-a1-ready"
 
 
 def _prepare_data_script(run: ProgramRun) -> str:
@@ -47,14 +48,32 @@ def test_prepare_data_script_passes_shellcheck(program_run: ProgramRun, tmp_path
 
 
 def test_readiness_script_passes_shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
-    result = _shellcheck(program_run.one(READY).inputs["create"], "bash", tmp_path)
+    result = _shellcheck(_ready_script(program_run), "bash", tmp_path)
     assert result.returncode == 0, result.stdout
+
+
+def _ready_script(run: ProgramRun) -> str:
+    return str(run.one(COMMAND, READY_NAME).inputs["create"])
+
+
+def _data_dirs_scripts(run: ProgramRun) -> list[str]:
+    return [
+        str(c.inputs["create"]) for c in run.of_type(COMMAND) if c.name.endswith("-data-dirs")
+    ]
+
+
+def test_data_directory_scripts_pass_shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
+    scripts = _data_dirs_scripts(program_run)
+    assert len(scripts) == 7  # every container with state: postgres, redis x2, ... vault x2
+    for script in scripts:
+        result = _shellcheck(script, "bash", tmp_path)
+        assert result.returncode == 0, result.stdout
 
 
 def _stand_ins(bin_dir: Path, cloud_init_exit: int, mounted: bool) -> None:
     """`sudo` runs its arguments; the rest answer as a host in the given state would."""
     scripts = {
-        "sudo": 'exec "$@"',
+        "sudo": 'if [ "$1" = mkdir ]; then echo "sudo $*"; else exec "$@"; fi',
         "timeout": 'shift; exec "$@"',
         "cloud-init": f"exit {cloud_init_exit}",
         "mountpoint": f"exit {0 if mounted else 1}",
@@ -75,7 +94,7 @@ def test_readiness_gate_outcomes(
 ) -> None:
     _stand_ins(tmp_path, cloud_init_exit, mounted)
     result = subprocess.run(
-        ["bash", "-c", program_run.one(READY).inputs["create"]],
+        ["bash", "-c", _ready_script(program_run)],
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -84,3 +103,24 @@ def test_readiness_gate_outcomes(
     )
     assert (result.returncode == 0) is ready, result.stderr
     assert ("docker info" in result.stdout) is ready
+
+
+@pytest.mark.parametrize("mounted", [True, False])
+def test_data_directories_are_made_only_on_the_mounted_volume(
+    program_run: ProgramRun, tmp_path: Path, mounted: bool
+) -> None:
+    """Stand-ins: `mountpoint` answers as the host would, `sudo mkdir` only says what it does."""
+    _stand_ins(tmp_path, cloud_init_exit=0, mounted=mounted)
+    for script in _data_dirs_scripts(program_run):
+        result = subprocess.run(
+            ["bash", "-c", script],
+            env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (result.returncode == 0) is mounted, result.stderr
+        made = result.stdout.split()
+        assert (made[:3] == ["sudo", "mkdir", "-p"]) is mounted
+        assert all(path.startswith("/mnt/data/") for path in made[3:])

@@ -51,7 +51,7 @@ def test_server_storage_is_on_a_data_directory(server: RenderedContainer) -> Non
     (kind, settings), *others = config["storage"].items()
     assert not others
     assert kind in ("file", "raft")
-    assert inside(settings["path"], server.volume_paths), (settings, server.volume_paths)
+    assert inside(settings["path"], server.data_paths), (settings, server.data_paths)
 
 
 def test_server_listener_is_the_address_the_agent_uses(
@@ -79,16 +79,16 @@ def test_agent_auto_auth_uses_approle_files_on_its_data_directory(
     method = auto_auth["method"]
     assert method["type"] == "approle"
     for key in ("role_id_file_path", "secret_id_file_path"):
-        assert inside(method["config"][key], agent.volume_paths), method["config"][key]
+        assert inside(method["config"][key], agent.data_paths), method["config"][key]
     sinks = auto_auth["sink"]
     assert sinks
-    assert all(inside(s["config"]["path"], agent.volume_paths) for s in sinks)
+    assert all(inside(s["config"]["path"], agent.data_paths) for s in sinks)
 
 
 def test_agent_templates_render_into_its_data_directory(agent: RenderedContainer) -> None:
     templates = config_of(agent, vault_service.AGENT_CONFIG_FILE)["template"]
     assert templates
     for template in templates:
-        assert inside(template["destination"], agent.volume_paths), template["destination"]
+        assert inside(template["destination"], agent.data_paths), template["destination"]
         assert "{{ with secret" in template["contents"]
         assert template["perms"] == "0600"

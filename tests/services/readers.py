@@ -52,6 +52,20 @@ def upload(registration: Registration, path: str) -> str:
     return content
 
 
+def binds(registration: Registration) -> dict[str, str]:
+    """The container's bind mounts from the data volume: {host path: container path}."""
+    return {
+        m["source"]: m["target"]
+        for m in registration.inputs.get("mounts", [])
+        if m["type"] == "bind" and m["source"].startswith("/mnt/data/")
+    }
+
+
+def instance_id(run: ProgramRun) -> str:
+    """The OCID the mocked cloud gave the instance (it follows the instance's inputs)."""
+    return run.ids[run.one(INSTANCE).urn]
+
+
 def component(run: ProgramRun, name: str) -> Registration:
     return run.one(SERVICE_PREFIX + name)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from components.services.base import HOST_LABEL
 from components.services.catalog import CATALOG
 from components.sizing import ALLOCATIONS, CPU_OVERCOMMIT, HOST_RESERVED_MEMORY_MB
 from dryrun.engine import ProgramRun
-from tests.services.readers import CONTAINER, INSTANCE, container, run_with
+from tests.services.readers import CONTAINER, INSTANCE, container, label, run_with
 
 
 def _registered_totals(run: ProgramRun) -> tuple[float, int]:
@@ -46,5 +47,5 @@ def test_preview_knows_every_budget_input() -> None:
         inputs = registration.inputs
         assert isinstance(inputs["cpus"], str)
         assert isinstance(inputs["memory"], float | int)
-        assert all(isinstance(item["value"], str) for item in inputs["labels"])
+        assert isinstance(label(registration, HOST_LABEL), str)
         assert all(isinstance(port["ip"], str) for port in inputs.get("ports", []))

@@ -17,8 +17,10 @@ from tests.services.readers import (
     PROVIDER,
     REMOTE_IMAGE,
     SERVICE_PREFIX,
+    binds,
     component,
     container,
+    instance_id,
     label,
     owner,
     ssh_options,
@@ -122,7 +124,10 @@ def test_services_network_is_a_private_bridge_with_a_fixed_subnet(free_run: Prog
     assert network.inputs["attachable"] is False
     assert network.inputs["ipamConfigs"] == [{"subnet": str(NETWORK_SUBNET)}]
     host_tag = free_run.one(INSTANCE).inputs["freeformTags"][HOST_TAG]
-    assert network.inputs["labels"] == [{"label": "ai-swarm.host", "value": host_tag}]
+    assert network.inputs["labels"] == [
+        {"label": "ai-swarm.host", "value": host_tag},
+        {"label": "ai-swarm.instance", "value": instance_id(free_run)},
+    ]
 
 
 # container: {host path: container path}; each service keeps its state under /mnt/data/<service>.
@@ -145,11 +150,38 @@ def test_data_directories_cover_every_container() -> None:
 
 @pytest.mark.parametrize("name", IDS)
 def test_state_lives_on_the_data_volume(free_run: ProgramRun, name: str) -> None:
-    volumes = container(free_run, name).inputs["volumes"]
-    assert {v["hostPath"]: v["containerPath"] for v in volumes} == {
+    registration = container(free_run, name)
+    assert binds(registration) == {
         f"{DATA_ROOT}/{host}": inside for host, inside in DATA_DIRS[name].items()
     }
-    assert all("volumeName" not in v and not v.get("readOnly") for v in volumes)
+    # Docker `volumes` binds make a missing host directory, on the boot disk if the data
+    # volume is not mounted: none may be used, whatever the path.
+    assert "volumes" not in registration.inputs
+
+
+@pytest.mark.parametrize("name", [name for name in IDS if DATA_DIRS[name]])
+def test_data_directories_are_made_on_the_mounted_volume_first(
+    free_run: ProgramRun, name: str
+) -> None:
+    registration = container(free_run, name)
+    [made] = [
+        free_run.by_urn()[urn]
+        for urn in registration.dependencies
+        if free_run.by_urn()[urn].type == COMMAND
+    ]
+    script = made.inputs["create"]
+    assert script.index("mountpoint -q /mnt/data") < script.index("mkdir -p")
+    assert set(script.split("mkdir -p ", 1)[1].split()) == set(binds(registration))
+    assert made.inputs["triggers"] == [instance_id(free_run)]
+
+
+def test_every_docker_resource_follows_the_instance(free_run: ProgramRun) -> None:
+    """A replaced instance has a new OCID: every container and image must see it."""
+    current = instance_id(free_run)
+    for registration in free_run.of_type(CONTAINER):
+        assert label(registration, "ai-swarm.instance") == current
+    for image in free_run.of_type(REMOTE_IMAGE):
+        assert image.inputs["triggers"] == {"instance": current}
 
 
 @pytest.mark.parametrize("run_name", ["free_run", "exposed_run"])
@@ -183,6 +215,7 @@ def test_provider_reaches_the_host_over_ssh_after_it_is_ready(free_run: ProgramR
     assert "-i" not in options  # without sshIdentityFile: the agent or ~/.ssh/config
 
 
-def test_images_pull_in_parallel_with_no_dependencies(free_run: ProgramRun) -> None:
+def test_images_pull_in_parallel_waiting_for_the_instance_only(free_run: ProgramRun) -> None:
+    instance = free_run.one(INSTANCE).urn
     for image in free_run.of_type(REMOTE_IMAGE):
-        assert image.dependencies == ()
+        assert image.dependencies == (instance,)

@@ -6,7 +6,7 @@ import re
 
 from components.services.base import NETWORK_SUBNET
 from dryrun.engine import ProgramRun
-from tests.services.readers import container, depends_on, directives, env, upload
+from tests.services.readers import binds, container, depends_on, directives, env, upload
 
 HBA = "/etc/postgresql/pg_hba.conf"
 ROLES_SQL = "/docker-entrypoint-initdb.d/10-ai-swarm-roles.sql"
@@ -61,6 +61,6 @@ def test_health_waits_for_the_real_server_not_the_init_one(free_run: ProgramRun)
 def test_data_directory_is_a_subdirectory_of_the_mount(free_run: ProgramRun) -> None:
     postgres = container(free_run, "postgres")
     assert env(postgres)["PGDATA"] == "/var/lib/postgresql/data/pgdata"
-    assert postgres.inputs["volumes"][0]["containerPath"] == "/var/lib/postgresql/data"
+    assert binds(postgres) == {"/mnt/data/postgres": "/var/lib/postgresql/data"}
     assert depends_on(free_run, postgres) == set()
     assert "ports" not in postgres.inputs or postgres.inputs["ports"] == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dryrun.engine import ProgramRun
-from tests.services.readers import CONTAINER, container, depends_on, directives, env, upload
+from tests.services.readers import CONTAINER, binds, container, depends_on, directives, env, upload
 
 CONF = "/usr/local/etc/redis/redis.conf"
 SENTINEL_CONF = "/data/sentinel.conf"
@@ -48,7 +48,7 @@ def test_sentinel_monitors_the_master_by_name_with_a_matching_quorum(free_run: P
 
 def test_sentinel_config_sits_in_its_writable_data_directory(free_run: ProgramRun) -> None:
     sentinel = container(free_run, "redis-sentinel")
-    assert [v["containerPath"] for v in sentinel.inputs["volumes"]] == ["/data"]
+    assert list(binds(sentinel).values()) == ["/data"]
     assert SENTINEL_CONF.startswith("/data/")
     assert depends_on(free_run, sentinel) == {"redis"}
 
