@@ -57,9 +57,7 @@ def _ready_script(run: ProgramRun) -> str:
 
 
 def _data_dirs_scripts(run: ProgramRun) -> list[str]:
-    return [
-        str(c.inputs["create"]) for c in run.of_type(COMMAND) if c.name.endswith("-data-dirs")
-    ]
+    return [str(c.inputs["create"]) for c in run.of_type(COMMAND) if c.name.endswith("-data-dirs")]
 
 
 def test_data_directory_scripts_pass_shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
