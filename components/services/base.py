@@ -94,9 +94,16 @@ def http_probe(url: str, tool: Literal["python", "wget"]) -> list[str]:
 
 @dataclass(frozen=True)
 class Upload:
+    """A file written into the container before it starts. `owner`/`group` (numeric ids: names
+    would be resolved on the machine running Pulumi) and `permissions` (octal text, e.g. "0600")
+    are set on it; unset, it is root's and world-readable."""
+
     path: str
     content: pulumi.Input[str]
     secret: bool = False
+    owner: str | None = None
+    group: str | None = None
+    permissions: str | None = None
 
 
 @dataclass(frozen=True)
@@ -332,7 +339,13 @@ def _envs(
 def _uploads(uploads: Sequence[Upload]) -> pulumi.Input[list[docker.ContainerUploadArgs]]:
     files = pulumi.Output.all(*(u.content for u in uploads)).apply(
         lambda contents: [
-            docker.ContainerUploadArgs(file=u.path, content=content)
+            docker.ContainerUploadArgs(
+                file=u.path,
+                content=content,
+                owner=u.owner,
+                group=u.group,
+                permissions=u.permissions,
+            )
             for u, content in zip(uploads, contents, strict=True)
         ]
     )
