@@ -155,7 +155,8 @@ class CapacityRetry:
 
     def run(self) -> int:
         """Exit status: 0 deployed, 1 stopped (an error waiting cannot fix, or Ctrl-C), 2 the
-        deadline passed."""
+        deadline passed. The first attempt always runs; any later attempt, and any wait, must
+        end before the deadline (so `--deadline 0s` is exactly one attempt)."""
         self._announce()
         deadline_at = self._clock.monotonic() + self._settings.deadline
         progress = _Progress()
@@ -183,7 +184,9 @@ class CapacityRetry:
             prefix = f"attempt {progress.attempt} · domain {domain}/{self._plan.count} · "
             if failure is None:
                 self._console.print(prefix + "[green]deployed[/]")
-                if self._plan.first != domain:
+                if self._plan.first == domain:
+                    self._setting.restore()  # back to the user's own spelling of the same domain
+                else:
                     self._console.print(
                         f"{AVAILABILITY_DOMAIN_KEY} stays {domain}: the host now lives there"
                     )
@@ -199,7 +202,7 @@ class CapacityRetry:
                 progress.tried_in_round += 1
                 progress.position += 1
                 if progress.tried_in_round < self._plan.count:
-                    if self._clock.monotonic() > deadline_at:
+                    if self._clock.monotonic() >= deadline_at:
                         return self._deadline(outcome)
                     next_domain = self._order[progress.position % self._plan.count]
                     self._console.print(f"{outcome} · next: domain {next_domain} now")
@@ -207,7 +210,7 @@ class CapacityRetry:
                 progress.tried_in_round = 0
             delay = backoff_delay(progress.waits, self._settings, self._jitter)
             progress.waits += 1
-            if self._clock.monotonic() + delay > deadline_at:
+            if self._clock.monotonic() + delay >= deadline_at:
                 return self._deadline(outcome)
             next_domain = self._order[progress.position % self._plan.count]
             at = (self._clock.now() + timedelta(seconds=delay)).strftime("%H:%M:%S UTC")
