@@ -92,6 +92,14 @@ def test_container_restarts_and_keeps_bounded_logs(free_run: ProgramRun, name: s
     assert inputs["restart"] == "unless-stopped"
     assert inputs["logDriver"] == "json-file"
     assert set(inputs["logOpts"]) == {"max-size", "max-file"}
+    # The boot disk is 50 GB for everything: each container's logs stay well under 1%.
+    assert size_mb(inputs["logOpts"]["max-size"]) * int(inputs["logOpts"]["max-file"]) <= 50
+
+
+def size_mb(text: str) -> float:
+    """A Docker log size ("10m", "512k", "1g") in MB."""
+    units = {"k": 1 / 1024, "m": 1, "g": 1024}
+    return float(text[:-1]) * units[text[-1].lower()]
 
 
 @pytest.mark.parametrize("name", IDS)

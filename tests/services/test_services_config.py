@@ -45,6 +45,11 @@ BAD = [
         "not a moving tag",
     ),
     (
+        _services({"redis": {"image": "redis:latest"}}),
+        "ai-swarm:services.redis.image",
+        "not a moving tag",
+    ),
+    (
         _services({"litellm": {"image": "ghcr.io/berriai/litellm"}}),
         "ai-swarm:services.litellm.image",
         "pinned to a version tag or digest",
