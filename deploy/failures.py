@@ -49,6 +49,8 @@ _PATTERNS: Final = (
 )
 _PROTECTED_REPLACEMENT: Final = re.compile(r"marked for protection", re.IGNORECASE)
 _ERROR_LINE: Final = re.compile(r"\berror\b", re.IGNORECASE)
+_ERROR_WRAPPER: Final = re.compile(r"errors? occurred:\s*$")
+_SUMMARY_ERROR: Final = re.compile(r"error: (?:update|preview) failed|\*\*[a-z ]*failed\*\*")
 _DETAIL_LIMIT: Final = 160
 
 
@@ -69,8 +71,25 @@ def classify(output: str) -> Failure:
                     "would have to be replaced; see 'python -m deploy up' in the README"
                 ),
             )
-    error_lines = [line for line in lines if _ERROR_LINE.search(line)]
-    return Failure(FailureKind.OTHER, _shorten(error_lines[-1] if error_lines else output))
+    # The resource's own error, under "Diagnostics:", says more than the progress lines, the
+    # "1 error occurred:" wrapper or the stack's closing "error: update failed".
+    if "Diagnostics:" in lines:
+        lines = lines[lines.index("Diagnostics:") :]
+    return Failure(FailureKind.OTHER, _shorten(_resource_error(lines) or output))
+
+
+def _resource_error(lines: list[str]) -> str | None:
+    fallback = None
+    for index, line in enumerate(lines):
+        if not _ERROR_LINE.search(line):
+            continue
+        if _ERROR_WRAPPER.search(line) and index + 1 < len(lines):
+            return lines[index + 1]
+        if _SUMMARY_ERROR.search(line):
+            fallback = fallback or line
+            continue
+        return line
+    return fallback
 
 
 def _shorten(line: str) -> str:

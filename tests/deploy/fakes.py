@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,13 +128,27 @@ _DUMMY_SDK_CONFIG = {
 
 def sdk_models(body: Any, response_type: str, service: str = "core") -> Any:
     """What the SDK would return for this REST response body (its own deserializer)."""
-    type_mapping = {
-        "core": oci.core.models.core_type_mapping,
-        "identity": oci.identity.models.identity_type_mapping,
-        "monitoring": oci.monitoring.models.monitoring_type_mapping,
+    return _deserialized(json.dumps(body), response_type, service)
+
+
+@functools.lru_cache(maxsize=64)
+def _deserialized(body: str, response_type: str, service: str) -> Any:
+    # Cached: a week of datapoints takes the SDK a while, and many tests share bodies. The
+    # models are only read, never changed.
+    return _deserializer(service).deserialize_response_data(body.encode(), response_type)
+
+
+@functools.cache
+def _deserializer(service: str) -> Any:
+    """An SDK client that is never used to send anything: only its deserializer is."""
+    endpoint_service, type_mapping = {
+        "core": ("compute", oci.core.models.core_type_mapping),
+        "identity": ("identity", oci.identity.models.identity_type_mapping),
+        "monitoring": ("monitoring", oci.monitoring.models.monitoring_type_mapping),
     }[service]
-    client = BaseClient(service, _DUMMY_SDK_CONFIG, signer=object(), type_mapping=type_mapping)
-    return client.deserialize_response_data(json.dumps(body).encode(), response_type)
+    return BaseClient(
+        endpoint_service, _DUMMY_SDK_CONFIG, signer=object(), type_mapping=type_mapping
+    )
 
 
 def monitoring_body(
