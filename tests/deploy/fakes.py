@@ -56,14 +56,14 @@ class ScriptedStack:
     fixtures/up/ fails with that text, None succeeds, and an exception class is raised."""
 
     outcomes: list[str | type[BaseException] | None]
-    config: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)  # the stack's config
     # The availabilityDomain value each `up` ran with (None when unset).
     domains_tried: list[str | None] = field(default_factory=list)
     config_writes: list[tuple[str, str | None]] = field(default_factory=list)
     output_lines: list[str] = field(default_factory=list)
 
     def up(self, on_output: Callable[[str], None]) -> None:
-        self.domains_tried.append(self.config.get("ai-swarm:availabilityDomain"))
+        self.domains_tried.append(self.values.get("ai-swarm:availabilityDomain"))
         on_output("Updating (oracle):")
         if not self.outcomes:
             raise AssertionError("up() called more often than the script allows")
@@ -75,15 +75,18 @@ class ScriptedStack:
         raise PulumiUpError(fixture_text(f"up/{outcome}.txt"))
 
     def get_config(self, key: str) -> str | None:
-        return self.config.get(key)
+        return self.values.get(key)
 
     def set_config(self, key: str, value: str) -> None:
         self.config_writes.append((key, value))
-        self.config[key] = value
+        self.values[key] = value
 
     def remove_config(self, key: str) -> None:
         self.config_writes.append((key, None))
-        self.config.pop(key, None)
+        self.values.pop(key, None)
+
+    def config(self) -> Mapping[str, str]:
+        return dict(self.values)
 
 
 class SequenceJitter:

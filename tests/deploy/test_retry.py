@@ -40,7 +40,7 @@ def run(
 ) -> tuple[int, FakeClock, str]:
     clock = clock or FakeClock()
     out = io.StringIO()
-    plan = plan_domains(stack.config.get(AVAILABILITY_DOMAIN_KEY), names, count)
+    plan = plan_domains(stack.values.get(AVAILABILITY_DOMAIN_KEY), names, count)
     code = CapacityRetry(
         stack,
         plan,
@@ -68,7 +68,7 @@ def test_capacity_tries_every_domain_in_turn_then_waits_and_starts_over() -> Non
     assert stack.domains_tried == [None, "2", "3", "1"]
     assert len(clock.sleeps) == 1  # only the full round of failures waited
     # Deployed in the domain the run started with: the config is as the user left it.
-    assert AVAILABILITY_DOMAIN_KEY not in stack.config
+    assert AVAILABILITY_DOMAIN_KEY not in stack.values
     lines = attempt_lines(printed)
     assert len(lines) == 4
     assert lines[0].endswith("out of host capacity · next: domain 2 now")
@@ -79,7 +79,7 @@ def test_capacity_tries_every_domain_in_turn_then_waits_and_starts_over() -> Non
 def test_a_pinned_domain_is_rotated_from_where_it_points_announced_and_kept_on_success() -> None:
     stack = ScriptedStack(
         ["capacity", "capacity", "capacity", "capacity", None],
-        config={AVAILABILITY_DOMAIN_KEY: "2"},
+        values={AVAILABILITY_DOMAIN_KEY: "2"},
     )
     code, clock, printed = run(stack, count=3)
     assert code == EXIT_DEPLOYED
@@ -87,20 +87,20 @@ def test_a_pinned_domain_is_rotated_from_where_it_points_announced_and_kept_on_s
     assert len(clock.sleeps) == 1
     assert "is set to 2: it is rotated (2, 3, 1)" in printed
     # The instance now lives in domain 3, so the config must keep naming it.
-    assert stack.config[AVAILABILITY_DOMAIN_KEY] == "3"
+    assert stack.values[AVAILABILITY_DOMAIN_KEY] == "3"
     assert f"{AVAILABILITY_DOMAIN_KEY} stays 3" in printed
 
 
 def test_a_domain_given_by_name_starts_the_rotation_at_that_name() -> None:
     names = ["AD-1", "AD-2", "AD-3"]
-    stack = ScriptedStack(["capacity", None], config={AVAILABILITY_DOMAIN_KEY: "AD-3"})
+    stack = ScriptedStack(["capacity", None], values={AVAILABILITY_DOMAIN_KEY: "AD-3"})
     code, _clock, _printed = run(stack, count=3, names=names)
     assert code == EXIT_DEPLOYED
     assert stack.domains_tried == ["AD-3", "1"]
 
 
 def test_throttling_waits_and_retries_the_same_domain() -> None:
-    stack = ScriptedStack(["throttled", "throttled", None], config={AVAILABILITY_DOMAIN_KEY: "2"})
+    stack = ScriptedStack(["throttled", "throttled", None], values={AVAILABILITY_DOMAIN_KEY: "2"})
     code, clock, _printed = run(stack, count=3)
     assert code == EXIT_DEPLOYED
     assert stack.domains_tried == ["2", "2", "2"]
@@ -130,7 +130,7 @@ SCRIPT_TEXTS = ("capacity", "capacity", "throttled", "limit")
 @pytest.mark.parametrize("script", sorted(set(itertools.permutations(SCRIPT_TEXTS))))
 def test_any_order_of_the_three_errors_follows_the_rules(script: tuple[str, ...]) -> None:
     """Capacity moves to the next domain, 429 stays, LimitExceeded ends the run at once."""
-    stack = ScriptedStack(list(script), config={AVAILABILITY_DOMAIN_KEY: "1"})
+    stack = ScriptedStack(list(script), values={AVAILABILITY_DOMAIN_KEY: "1"})
     code, clock, printed = run(stack, count=3)
     stop_at = script.index("limit")
     assert code == EXIT_STOPPED
@@ -146,7 +146,7 @@ def test_any_order_of_the_three_errors_follows_the_rules(script: tuple[str, ...]
             assert after == order[(order.index(before) + 1) % 3]
     # Waits: one per 429, none for capacity within a round (three domains, two capacity errors).
     assert len(clock.sleeps) == script[:stop_at].count("throttled")
-    assert stack.config[AVAILABILITY_DOMAIN_KEY] == "1"  # restored after the stop
+    assert stack.values[AVAILABILITY_DOMAIN_KEY] == "1"  # restored after the stop
     assert len(attempt_lines(printed)) == stop_at + 1
 
 
@@ -167,7 +167,7 @@ def test_a_stop_error_never_retries(fixture: str) -> None:
 
 
 def test_a_stop_after_rotating_restores_the_users_domain() -> None:
-    stack = ScriptedStack(["capacity", "limit"], config={AVAILABILITY_DOMAIN_KEY: "1"})
+    stack = ScriptedStack(["capacity", "limit"], values={AVAILABILITY_DOMAIN_KEY: "1"})
     code, _clock, printed = run(stack, count=3)
     assert code == EXIT_STOPPED
     assert stack.config_writes == [(AVAILABILITY_DOMAIN_KEY, "2"), (AVAILABILITY_DOMAIN_KEY, "1")]
@@ -179,7 +179,7 @@ def test_a_stop_after_rotating_an_unset_domain_removes_the_key_again() -> None:
     code, _clock, _printed = run(stack, count=2)
     assert code == EXIT_STOPPED
     assert stack.config_writes == [(AVAILABILITY_DOMAIN_KEY, "2"), (AVAILABILITY_DOMAIN_KEY, None)]
-    assert AVAILABILITY_DOMAIN_KEY not in stack.config
+    assert AVAILABILITY_DOMAIN_KEY not in stack.values
 
 
 def test_the_protected_volume_stop_carries_a_hint() -> None:
@@ -193,7 +193,7 @@ def test_the_protected_volume_stop_carries_a_hint() -> None:
 
 def test_the_deadline_stops_before_a_wait_that_would_reach_it() -> None:
     settings = RetrySettings(deadline=10 * MINUTE, min_delay=4 * MINUTE, max_delay=4 * MINUTE)
-    stack = ScriptedStack(["capacity"] * 5, config={AVAILABILITY_DOMAIN_KEY: "1"})
+    stack = ScriptedStack(["capacity"] * 5, values={AVAILABILITY_DOMAIN_KEY: "1"})
     code, clock, printed = run(stack, count=1, settings=settings)
     assert code == EXIT_DEADLINE
     # Waits of exactly 4 minutes: attempts at 0, 4 and 8 minutes; a fourth would be at 12.
@@ -212,7 +212,7 @@ def test_a_wait_ending_exactly_at_the_deadline_is_not_taken() -> None:
 
 def test_a_zero_deadline_is_exactly_one_attempt() -> None:
     settings = RetrySettings(deadline=0, min_delay=0, max_delay=0)
-    stack = ScriptedStack(["capacity"] * 3, config={AVAILABILITY_DOMAIN_KEY: "3"})
+    stack = ScriptedStack(["capacity"] * 3, values={AVAILABILITY_DOMAIN_KEY: "3"})
     code, clock, printed = run(stack, count=3, settings=settings)
     assert code == EXIT_DEADLINE
     assert stack.domains_tried == ["3"]
@@ -225,7 +225,7 @@ def test_the_deadline_ends_a_round_early() -> None:
     # Each attempt takes 20 minutes (the clock advances inside up); the deadline is 30 minutes.
     settings = RetrySettings(deadline=30 * MINUTE, min_delay=60, max_delay=60)
     clock = FakeClock()
-    stack = ScriptedStack(["capacity"] * 3, config={AVAILABILITY_DOMAIN_KEY: "1"})
+    stack = ScriptedStack(["capacity"] * 3, values={AVAILABILITY_DOMAIN_KEY: "1"})
     original_up = stack.up
 
     def slow_up(on_output: Callable[[str], None]) -> None:
@@ -236,7 +236,7 @@ def test_the_deadline_ends_a_round_early() -> None:
     code, _clock, _printed = run(stack, count=3, settings=settings, clock=clock)
     assert code == EXIT_DEADLINE
     assert stack.domains_tried == ["1", "2"]
-    assert stack.config[AVAILABILITY_DOMAIN_KEY] == "1"
+    assert stack.values[AVAILABILITY_DOMAIN_KEY] == "1"
 
 
 def test_the_deadline_also_bounds_throttling() -> None:
@@ -252,11 +252,11 @@ def test_ctrl_c_stops_cleanly_and_restores_the_domain(
 ) -> None:
     if during == "up":
         stack = ScriptedStack(
-            ["capacity", KeyboardInterrupt], config={AVAILABILITY_DOMAIN_KEY: "1"}
+            ["capacity", KeyboardInterrupt], values={AVAILABILITY_DOMAIN_KEY: "1"}
         )
         clock = FakeClock()
     else:
-        stack = ScriptedStack(["capacity", "capacity"], config={AVAILABILITY_DOMAIN_KEY: "1"})
+        stack = ScriptedStack(["capacity", "capacity"], values={AVAILABILITY_DOMAIN_KEY: "1"})
         clock = FakeClock()
 
         def interrupted(_seconds: float) -> None:
@@ -266,7 +266,7 @@ def test_ctrl_c_stops_cleanly_and_restores_the_domain(
     code, _clock, printed = run(stack, count=2, clock=clock)
     assert code == EXIT_STOPPED
     assert len(stack.domains_tried) == 2
-    assert stack.config[AVAILABILITY_DOMAIN_KEY] == "1"
+    assert stack.values[AVAILABILITY_DOMAIN_KEY] == "1"
     assert "interrupted" in printed
 
 

@@ -1,0 +1,150 @@
+"""The real adapters, against the Automation API's own error type and a stand-in `ssh`."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi import automation as auto
+
+from deploy.adapters import (
+    POLICY_PACK_DIR,
+    PULUMI_INSTALL_URL,
+    AutomationStack,
+    SshShell,
+    identity_file,
+    open_stack,
+)
+from deploy.ports import OperatorError, PulumiUpError
+from tests.deploy.fakes import fixture_text
+
+
+class FakeAutoStack:
+    """Stands in for `auto.Stack`: records calls, fails `up` like the CLI would."""
+
+    def __init__(self, up_error: auto.CommandError | None = None) -> None:
+        self.up_error = up_error
+        self.up_kwargs: dict[str, Any] = {}
+        self.config: dict[str, auto.ConfigValue] = {
+            "ai-swarm:availabilityDomain": auto.ConfigValue("2"),
+            "ai-swarm:sshPrivateKey": auto.ConfigValue("-----BEGIN KEY", secret=True),
+        }
+
+    def up(self, **kwargs: Any) -> None:
+        self.up_kwargs = kwargs
+        kwargs["on_output"]("Updating (oracle):")
+        if self.up_error:
+            raise self.up_error
+
+    def get_all_config(self) -> dict[str, auto.ConfigValue]:
+        return self.config
+
+    def set_config(self, key: str, value: auto.ConfigValue) -> None:
+        self.config[key] = value
+
+    def remove_config(self, key: str) -> None:
+        del self.config[key]
+
+    def outputs(self) -> dict[str, auto.OutputValue]:
+        return {"publicIp": auto.OutputValue("192.0.2.10", secret=False)}
+
+    def export_stack(self) -> auto.Deployment:
+        container = "docker:index/container:Container"
+        return auto.Deployment(
+            version=3,
+            deployment={
+                "resources": [
+                    {"type": "pulumi:pulumi:Stack", "outputs": {}},
+                    {"type": container, "outputs": {"name": "postgres"}},
+                    {"type": "oci:Core/instance:Instance", "outputs": {"name": "not a container"}},
+                    {"type": container, "outputs": {"name": "/vault"}},
+                ]
+            },
+        )
+
+
+def command_error(stdout: str) -> auto.CommandError:
+    return auto.errors.create_command_error(auto.CommandResult(stdout=stdout, stderr="", code=255))
+
+
+def wrap(fake: FakeAutoStack) -> AutomationStack:
+    return AutomationStack(fake)  # type: ignore[arg-type]
+
+
+def test_up_runs_the_policy_pack_and_passes_the_clis_output_on_failure() -> None:
+    fake = FakeAutoStack(command_error(fixture_text("up/capacity.txt")))
+    seen: list[str] = []
+    with pytest.raises(PulumiUpError) as raised:
+        wrap(fake).up(seen.append)
+    assert fake.up_kwargs["policy_packs"] == [str(POLICY_PACK_DIR)]
+    assert seen == ["Updating (oracle):"]
+    assert "500-InternalError, Out of host capacity." in raised.value.output
+
+
+def test_config_reads_and_writes_plain_values() -> None:
+    fake = FakeAutoStack()
+    stack = wrap(fake)
+    assert stack.get_config("ai-swarm:availabilityDomain") == "2"
+    assert stack.get_config("ai-swarm:hostName") is None
+    stack.set_config("ai-swarm:availabilityDomain", "3")
+    written = fake.config["ai-swarm:availabilityDomain"]
+    assert (written.value, written.secret) == ("3", False)
+    stack.remove_config("ai-swarm:availabilityDomain")
+    assert "ai-swarm:availabilityDomain" not in fake.config
+
+
+def test_outputs_and_deployed_containers() -> None:
+    stack = wrap(FakeAutoStack())
+    assert stack.outputs() == {"publicIp": "192.0.2.10"}
+    assert list(stack.deployed_containers()) == ["postgres", "vault"]
+
+
+def test_opening_a_stack_without_the_cli_names_the_install_page(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(OperatorError, match=PULUMI_INSTALL_URL):
+        open_stack("oracle", create=False)
+
+
+def test_the_secret_key_is_written_0600_and_removed_afterwards() -> None:
+    config = {"ai-swarm:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc"}
+    with identity_file(config) as path:
+        assert path.read_text().endswith("abc\n")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        kept = path
+    assert not kept.exists()
+
+
+def test_an_identity_file_in_the_config_is_used_as_is(tmp_path: Path) -> None:
+    key = tmp_path / "ai-swarm"
+    key.write_text("key")
+    config = {"ai-swarm:sshIdentityFile": str(key), "ai-swarm:sshPrivateKey": "other"}
+    with identity_file(config) as path:
+        assert path == key
+
+
+def test_a_missing_identity_file_is_an_operator_error(tmp_path: Path) -> None:
+    with (
+        pytest.raises(OperatorError, match="does not exist"),
+        identity_file({"ai-swarm:sshIdentityFile": str(tmp_path / "none")}),
+    ):
+        pass
+
+
+def test_ssh_gets_the_key_user_and_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    recorder = tmp_path / "ssh"
+    recorder.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    recorder.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    shell = SshShell("192.0.2.10", tmp_path / "key", tmp_path)
+    result = shell.run("docker ps --format '{{json .}}'")
+    args = result.stdout.splitlines()
+    assert result.exit_code == 0
+    assert args[args.index("-i") + 1] == str(tmp_path / "key")
+    assert "StrictHostKeyChecking=accept-new" in args
+    assert "BatchMode=yes" in args
+    assert args[-3:] == ["ubuntu@192.0.2.10", "--", "docker ps --format '{{json .}}'"]
