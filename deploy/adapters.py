@@ -85,10 +85,10 @@ class AutomationStack:
         return None if entry is None else str(entry.value)
 
     def set_config(self, key: str, value: str) -> None:
-        self._stack.set_config(key, auto.ConfigValue(value=value, secret=False))
+        self._read(lambda: self._stack.set_config(key, auto.ConfigValue(value=value, secret=False)))
 
     def remove_config(self, key: str) -> None:
-        self._stack.remove_config(key)
+        self._read(lambda: self._stack.remove_config(key))
 
     def outputs(self) -> Mapping[str, Any]:
         return {name: output.value for name, output in self._read(self._stack.outputs).items()}
@@ -120,10 +120,12 @@ class AutomationStack:
 
 
 def _cli_error(error: Exception) -> str:
-    """The CLI's last `error:` line from a CommandError (whose text ends with stderr)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    errors = [line for line in lines if line.lower().startswith(("error", "stderr: error"))]
-    return (errors or lines or ["no output"])[-1].removeprefix("stderr: ")
+    """The CLI's last `error:` line. Only stderr is read: the stdout of a command such as
+    `pulumi config --show-secrets` may hold secrets."""
+    stderr = str(error).rpartition("\n stderr: ")[2]
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    return (errors or lines or ["no error output"])[-1]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -148,3 +148,21 @@ def test_ssh_gets_the_key_user_and_command(monkeypatch: pytest.MonkeyPatch, tmp_
     assert "StrictHostKeyChecking=accept-new" in args
     assert "BatchMode=yes" in args
     assert args[-3:] == ["ubuntu@192.0.2.10", "--", "docker ps --format '{{json .}}'"]
+
+
+def test_a_failing_cli_command_reports_stderr_and_never_stdout() -> None:
+    class FailingConfig(FakeAutoStack):
+        def get_all_config(self) -> dict[str, auto.ConfigValue]:
+            result = auto.CommandResult(
+                stdout='{"ai-swarm:sshPrivateKey": {"value": "-----BEGIN SECRET"}}',
+                stderr="warning: A new version of Pulumi is available\n"
+                "error: could not decrypt configuration value: incorrect passphrase\n",
+                code=255,
+            )
+            raise auto.errors.create_command_error(result)
+
+    with pytest.raises(OperatorError) as raised:
+        wrap(FailingConfig()).get_config("ai-swarm:availabilityDomain")
+    assert str(raised.value) == (
+        "pulumi failed: error: could not decrypt configuration value: incorrect passphrase"
+    )
