@@ -20,6 +20,8 @@ from typing import Any
 
 import pulumi
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
@@ -32,20 +34,32 @@ DEFAULT_STACK = "oracle"
 _SECRET_SIG_KEY = rpc._special_sig_key
 _SECRET_SIG = rpc._special_secret_sig
 
-# Stand-ins for the identity a real stack gets from its owner. None of them is a credential:
-# the public key is a throwaway one made for this purpose, the "private key" is not a key.
+
+def _placeholder_key_pair() -> tuple[str, str]:
+    """An Ed25519 key pair derived from a public seed: a stand-in that anyone can make again,
+    so it guards nothing, and the config reader's key checks (parsed, halves match) still run."""
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"ai-swarm dry run").digest())
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    return f"{public.decode()} dry-run-placeholder", private.decode()
+
+
+_PLACEHOLDER_PUBLIC_KEY, _PLACEHOLDER_PRIVATE_KEY = _placeholder_key_pair()
+
+# Stand-ins for the identity a real stack gets from its owner. None of them is a credential.
 PLACEHOLDER_CONFIG: Mapping[str, str] = {
     "oci:region": "eu-frankfurt-1",
     "oci:tenancyOcid": "ocid1.tenancy.oc1..dryrunplaceholder",
     "ai-swarm:adminCidrs": json.dumps(["198.51.100.7/32"]),
-    "ai-swarm:sshPublicKey": (
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFZfmMJyhNh42eSvwaHisUoMUb6t/zYTmFTfXWBFRU+L "
-        "dry-run-placeholder"
-    ),
+    "ai-swarm:sshPublicKey": _PLACEHOLDER_PUBLIC_KEY,
 }
-PLACEHOLDER_SECRETS: Mapping[str, str] = {
-    "ai-swarm:sshPrivateKey": "dry-run placeholder: not a private key",
-}
+PLACEHOLDER_SECRETS: Mapping[str, str] = {"ai-swarm:sshPrivateKey": _PLACEHOLDER_PRIVATE_KEY}
 
 
 class ProgramError(Exception):
@@ -167,16 +181,20 @@ def run_program(
     overrides: Mapping[str, str] | None = None,
     preview: bool = False,
     project_dir: Path = PROJECT_DIR,
+    secrets: Mapping[str, str] | None = None,
 ) -> ProgramRun:
     """Run the program for `stack` under mocks and return what it registered.
 
     `overrides` (keys with or without the `ai-swarm:` namespace) win over the stack file, which
-    wins over the placeholders. `preview=True` leaves created outputs unknown, as in
-    `pulumi preview`. Errors raised by the program (a `ConfigError`, say) propagate.
+    wins over the placeholders; `secrets` are set as `pulumi config set --secret` sets them.
+    `preview=True` leaves created outputs unknown, as in `pulumi preview`. Errors raised by the
+    program (a `ConfigError`, say) propagate.
     """
     config = {**PLACEHOLDER_CONFIG, **PLACEHOLDER_SECRETS, **stack_config(stack, project_dir)}
     config.update({qualify_key(k): v for k, v in (overrides or {}).items()})
+    config.update({qualify_key(k): v for k, v in (secrets or {}).items()})
     secret_keys = [k for k in PLACEHOLDER_SECRETS if config[k] == PLACEHOLDER_SECRETS[k]]
+    secret_keys += [qualify_key(k) for k in secrets or {}]
     # A fresh context per run: the SDK keeps its settings, config and root stack in context vars.
     return contextvars.Context().run(
         _run_isolated, stack, config, secret_keys, preview, project_dir / "__main__.py"

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from components.config import ConfigError
-from dryrun.engine import PROJECT_DIR, ProgramError, ProgramRun, run_program, stack_config
+from dryrun.engine import (
+    PLACEHOLDER_SECRETS,
+    PROJECT_DIR,
+    ProgramError,
+    ProgramRun,
+    run_program,
+    stack_config,
+)
 
 INSTANCE = "oci:Core/instance:Instance"
 
@@ -45,15 +55,15 @@ def test_availability_domain_by_index_and_by_name() -> None:
 
 
 def test_admin_cidrs_accept_a_json_list_and_comma_separated_text() -> None:
-    as_list = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "2001:db8::/64"]'})
-    as_text = run_program(overrides={"adminCidrs": "203.0.113.0/28, 2001:db8::/64"})
+    as_list = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "10.0.0.0/8"]'})
+    as_text = run_program(overrides={"adminCidrs": "203.0.113.0/28, 10.0.0.0/8"})
     sources = {
         rule["source"]
         for run in (as_list, as_text)
         for rule in run.one("oci:Core/securityList:SecurityList").inputs["ingressSecurityRules"]
         if rule["protocol"] == "6"
     }
-    assert sources == {"203.0.113.0/28", "2001:db8::/64"}
+    assert sources == {"203.0.113.0/28", "10.0.0.0/8"}
 
 
 def test_compartment_defaults_to_the_tenancy_and_can_be_set(always_free_run: ProgramRun) -> None:
@@ -86,9 +96,20 @@ BAD_VALUES = [
     ("adminCidrs", "::/0", "'::/0'", "narrower than the whole internet"),
     ("adminCidrs", "", "''", "required"),
     ("adminCidrs", '["198.51.100.7/32", 5]', "5]", "a list of the CIDRs"),
+    # The whole internet in pieces, and IPv6 on a VCN without IPv6 (it would admit nobody).
+    ("adminCidrs", '["0.0.0.0/1", "128.0.0.0/1"]', "'0.0.0.0/1'", "IPv4 range of /8 or narrower"),
+    ("adminCidrs", '["10.0.0.0/7"]', "'10.0.0.0/7'", "IPv4 range of /8 or narrower"),
+    ("adminCidrs", '["::/1", "8000::/1"]', "'::/1'", "IPv6 range of /32 or narrower"),
+    ("adminCidrs", '["2001:db8::/64"]', "'2001:db8::/64'", "the VCN has no IPv6"),
+    ("vcnCidr", "10.0.0.0/15", "'10.0.0.0/15'", "a network from /16 to /30"),
+    ("vcnCidr", "10.0.0.0/31", "'10.0.0.0/31'", "a network from /16 to /30"),
+    ("vcnCidr", "172.30.0.0/16", "'172.30.0.0/16'", "apart from 172.30.0.0/24"),
+    ("availabilityDomain", "\u00b2", "'\u00b2'", "a 1-based index from 1 to 3"),
     ("sshPublicKey", "not-a-key", "'not-a-key'", "an OpenSSH public key line"),
-    ("sshPublicKey", f"ssh-rsa {KEY_PUBLIC_BODY}", "'ssh-rsa AAAA", "matches its type"),
-    ("sshPublicKey", "ssh-ed25519 %%%notbase64", "%%%notbase64", "matches its type"),
+    ("sshPublicKey", f"ssh-rsa {KEY_PUBLIC_BODY}", "'ssh-rsa AAAA", "a whole key of its type"),
+    ("sshPublicKey", "ssh-ed25519 %%%notbase64", "%%%notbase64", "a whole key of its type"),
+    ("sshPublicKey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5", "AAAAC3Nz", "a whole key of its type"),
+    ("sshPublicKey", "", "''", "an OpenSSH public key line"),
     ("availabilityDomain", "4", "'4'", "a 1-based index from 1 to 3"),
     ("availabilityDomain", "0", "'0'", "a 1-based index from 1 to 3"),
     ("availabilityDomain", "Uocm:NOWHERE-AD-1", "NOWHERE", "a 1-based index from 1 to 3"),
@@ -135,3 +156,75 @@ def test_committed_stack_files_hold_no_secret() -> None:
         text = path.read_text()
         assert "secure:" not in text, path.name
         assert not set(config) & set(SECRET_KEYS), path.name
+
+
+def _other_key() -> str:
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _with_passphrase() -> str:
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    ).decode()
+
+
+PLACEHOLDER_PRIVATE_KEY = PLACEHOLDER_SECRETS["ai-swarm:sshPrivateKey"]
+
+# (the private key, set with --secret, and what the message says is allowed)
+BAD_PRIVATE_KEYS = [
+    ("", "an OpenSSH private key without a passphrase"),
+    (PLACEHOLDER_PRIVATE_KEY[: len(PLACEHOLDER_PRIVATE_KEY) // 2], "without a passphrase"),
+    ("not a key at all", "an OpenSSH private key"),
+    (_with_passphrase(), "without a passphrase"),
+    (_other_key(), "the private half of ai-swarm:sshPublicKey, but they do not match"),
+]
+
+
+@pytest.mark.parametrize(("value", "allowed"), BAD_PRIVATE_KEYS)
+def test_private_key_must_parse_and_match_the_public_key(value: str, allowed: str) -> None:
+    with pytest.raises(ProgramError) as failure:
+        run_program(secrets={"sshPrivateKey": value})
+    error = failure.value.cause
+    assert isinstance(error, ConfigError)
+    assert error.key == "ai-swarm:sshPrivateKey"
+    message = str(error)
+    assert message.startswith("config ai-swarm:sshPrivateKey: <secret, not shown> ")
+    assert allowed in message
+    assert not any(line in message for line in value.splitlines() if len(line) > 8)
+    assert failure.value.registrations == ()
+
+
+def test_private_key_set_without_secret_is_refused_with_the_command_that_fixes_it() -> None:
+    with pytest.raises(ProgramError) as failure:
+        run_program(overrides={"sshPrivateKey": PLACEHOLDER_PRIVATE_KEY + "\n"})
+    message = str(failure.value.cause)
+    assert "pulumi config set --secret ai-swarm:sshPrivateKey" in message
+    assert "PRIVATE KEY" not in message
+    assert failure.value.registrations == ()
+
+
+def test_an_rsa_key_pair_in_pem_is_accepted() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    run = run_program(
+        overrides={"sshPublicKey": f"{public} me@laptop"}, secrets={"sshPrivateKey": private}
+    )
+    metadata = run.one(INSTANCE).inputs["metadata"]
+    assert metadata["ssh_authorized_keys"] == f"{public} me@laptop"

@@ -144,11 +144,11 @@ def test_user_data_mounts_the_data_volume_without_blocking_boot(
 
 
 def test_host_firewall_opens_exactly_the_admitted_ports() -> None:
-    run = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "2001:db8::/64"]'})
+    run = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "192.0.2.0/24"]'})
     opened = [
         (command[0], command[command.index("-s") + 1], command[command.index("--dport") + 1])
         for command in user_data(run)["runcmd"]
         if "--dport" in command
     ]
-    assert opened == [("iptables", "203.0.113.0/28", "22"), ("ip6tables", "2001:db8::/64", "22")]
+    assert opened == [("iptables", "203.0.113.0/28", "22"), ("iptables", "192.0.2.0/24", "22")]
     assert ["netfilter-persistent", "save"] in user_data(run)["runcmd"]

@@ -36,8 +36,8 @@ def test_ssh_is_admitted_from_admin_cidrs_only(always_free_run: ProgramRun) -> N
 
 
 def test_every_admin_cidr_gets_every_port() -> None:
-    run = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "2001:db8::/64"]'})
-    assert {r["source"] for r in _tcp_rules(run)} == {"203.0.113.0/28", "2001:db8::/64"}
+    run = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "192.0.2.0/24"]'})
+    assert {r["source"] for r in _tcp_rules(run)} == {"203.0.113.0/28", "192.0.2.0/24"}
 
 
 def test_no_ingress_rule_admits_the_whole_internet(always_free_run: ProgramRun) -> None:

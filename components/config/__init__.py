@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import pulumi
 
 from components.config import host as host_keys
+from components.config.backups import BackupSchedule, backup_schedule
 from components.config.host import MIN_BLOCK_VOLUME_GB, MIN_BOOT_VOLUME_GB, IpNetwork
-from components.config.readers import NAMESPACE, ConfigError, ipv4_network, require_secret
+from components.config.readers import NAMESPACE, ConfigError, ipv4_network
 from components.config.services import (
     ModelRoute,
     ServiceOverride,
@@ -28,6 +29,7 @@ from components.config.services import (
 from components.sizing import HostSize, SizingProfile
 
 __all__ = [
+    "BackupSchedule",
     "ConfigError",
     "ModelRoute",
     "ServiceOverride",
@@ -59,6 +61,7 @@ class StackConfig:
     ssh_private_key: pulumi.Output[str]
     ssh_identity_file: str | None
     service_settings: ServiceSettings
+    backups: BackupSchedule
 
     @property
     def host_private_ip(self) -> ipaddress.IPv4Address:
@@ -87,9 +90,10 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     tenancy_id = host_keys.tenancy_ocid(oci_cfg)
     compartment_id = host_keys.compartment_ocid(cfg, tenancy_id)
     profile = host_keys.profile(cfg)
-    vcn_cidr = ipv4_network(cfg, "vcnCidr", "10.0.0.0/16")
+    vcn_cidr = host_keys.vcn_cidr(ipv4_network(cfg, "vcnCidr", "10.0.0.0/16"))
     subnet_cidr = host_keys.subnet_cidr(ipv4_network(cfg, "subnetCidr", "10.0.1.0/24"), vcn_cidr)
     host_size = host_keys.host_size(cfg, profile.host)
+    ssh_public_key = host_keys.ssh_public_key(cfg)
     return StackConfig(
         compartment_id=compartment_id,
         availability_domain=host_keys.availability_domain(
@@ -103,8 +107,9 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         vcn_cidr=vcn_cidr,
         subnet_cidr=subnet_cidr,
         admin_cidrs=host_keys.admin_cidrs(cfg),
-        ssh_public_key=host_keys.ssh_public_key(cfg),
-        ssh_private_key=require_secret(cfg, "sshPrivateKey"),
+        ssh_public_key=ssh_public_key,
+        ssh_private_key=host_keys.ssh_private_key(cfg, ssh_public_key),
         ssh_identity_file=host_keys.ssh_identity_file(cfg),
         service_settings=service_settings(cfg, host_size),
+        backups=backup_schedule(cfg),
     )

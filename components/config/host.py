@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 from collections.abc import Sequence
 
 import pulumi
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from components.config.readers import (
+    NOT_SHOWN,
     ConfigError,
     checked_ocid,
     key,
     require_text,
+    secret_text,
     shorten,
     string_list,
     whole_number,
 )
+from components.services.catalog import NETWORK_SUBNET
 from components.sizing import (
     A1_MAX_MEMORY_GB,
     A1_MAX_MEMORY_GB_PER_OCPU,
@@ -35,18 +39,25 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIN_BOOT_VOLUME_GB = 50  # OCI docs say 47 in one place and 50 in another; 50 is safe everywhere.
 MIN_BLOCK_VOLUME_GB = 50
 MAX_VOLUME_GB = 32768
+# OCI's VCN sizes, and the smallest subnet that leaves room for the host's fixed address.
+MIN_VCN_PREFIX, MAX_VCN_PREFIX = 16, 30
 MAX_SUBNET_PREFIX = 28
+# The widest admin CIDRs: anything wider is the internet in a few pieces.
+MIN_ADMIN_PREFIX = {4: 8, 6: 32}
 
+# Key types pulumi-command's SSH client can use without extra hardware (no `sk-` keys).
 _SSH_KEY_TYPES = (
     "ssh-ed25519",
     "ssh-rsa",
     "ecdsa-sha2-nistp256",
     "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
 )
+_SSH_PRIVATE_KEY_TYPES = (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+PRIVATE_KEY_SET_COMMAND = (
+    'pulumi config set --secret ai-swarm:sshPrivateKey -- "$(cat ~/.ssh/ai-swarm)"'
+)
 
 
 def tenancy_ocid(oci_cfg: pulumi.Config) -> str:
@@ -94,7 +105,7 @@ def availability_domain(cfg: pulumi.Config, names: Sequence[str]) -> str:
         if names
         else "an availability domain of the tenancy, but the tenancy lists none"
     )
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         index = int(raw)
         if 1 <= index <= len(names):
             return names[index - 1]
@@ -110,6 +121,21 @@ def host_name(cfg: pulumi.Config) -> str:
             key("hostName"), value, "1-15 lowercase letters, digits or '-', starting with a letter"
         )
     return value
+
+
+def vcn_cidr(vcn: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    if not MIN_VCN_PREFIX <= vcn.prefixlen <= MAX_VCN_PREFIX:
+        raise ConfigError(
+            key("vcnCidr"), str(vcn), f"a network from /{MIN_VCN_PREFIX} to /{MAX_VCN_PREFIX}"
+        )
+    if vcn.overlaps(NETWORK_SUBNET):
+        raise ConfigError(
+            key("vcnCidr"),
+            str(vcn),
+            f"a network apart from {NETWORK_SUBNET}, the services' Docker network on the host "
+            "(an overlap would cut the host off from part of its own VCN)",
+        )
+    return vcn
 
 
 def subnet_cidr(subnet: ipaddress.IPv4Network, vcn: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
@@ -137,6 +163,17 @@ def admin_cidrs(cfg: pulumi.Config) -> tuple[IpNetwork, ...]:
             raise ConfigError(full_key, entry, f"a CIDR with no host bits set; {allowed}") from None
         if network.prefixlen == 0:
             raise ConfigError(full_key, entry, "a range narrower than the whole internet")
+        widest = MIN_ADMIN_PREFIX[network.version]
+        if network.prefixlen < widest:
+            raise ConfigError(
+                full_key, entry, f"an IPv{network.version} range of /{widest} or narrower"
+            )
+        if network.version == 6:
+            raise ConfigError(
+                full_key,
+                entry,
+                "an IPv4 CIDR: the VCN has no IPv6 addresses, so an IPv6 entry would admit nobody",
+            )
         networks.append(network)
     return tuple(dict.fromkeys(networks))
 
@@ -150,23 +187,53 @@ def ssh_public_key(cfg: pulumi.Config) -> str:
     fields = raw.strip().split()
     if len(fields) < 2 or fields[0] not in _SSH_KEY_TYPES:
         raise ConfigError(full_key, shorten(raw), allowed)
-    if _embedded_key_type(fields[1]) != fields[0]:
-        raise ConfigError(full_key, shorten(raw), f"{allowed} whose base64 body matches its type")
-    return " ".join(fields)
-
-
-def _embedded_key_type(body: str) -> str | None:
-    """The key type recorded inside an OpenSSH public key blob, or None if it is not one."""
     try:
-        blob = base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(blob) < 4:
-        return None
-    length = int.from_bytes(blob[:4], "big")
-    return (
-        blob[4 : 4 + length].decode("ascii", errors="replace") if len(blob) >= 4 + length else None
-    )
+        parsed = serialization.load_ssh_public_key(" ".join(fields[:2]).encode())
+    except (ValueError, UnicodeError):
+        raise ConfigError(
+            full_key, shorten(raw), f"{allowed} whose base64 body is a whole key of its type"
+        ) from None
+    return _openssh_line(parsed) + "".join(f" {word}" for word in fields[2:])
+
+
+def ssh_private_key(cfg: pulumi.Config, public_key: str) -> pulumi.Output[str]:
+    """The private half of `public_key`, checked to be one (parsed, no passphrase, matching)."""
+    full_key = key("sshPrivateKey")
+    text = secret_text(cfg, "sshPrivateKey", PRIVATE_KEY_SET_COMMAND)
+    if text is None:
+        raise ConfigError(full_key, None, f"required; set it with `{PRIVATE_KEY_SET_COMMAND}`")
+    private = _private_key(text)
+    if not isinstance(private, _SSH_PRIVATE_KEY_TYPES):
+        raise ConfigError(
+            full_key,
+            NOT_SHOWN,
+            "an OpenSSH private key without a passphrase (the whole file, e.g. ~/.ssh/ai-swarm; "
+            f"ed25519, rsa or ecdsa): `{PRIVATE_KEY_SET_COMMAND}`",
+        )
+    if _openssh_line(private.public_key()) != " ".join(public_key.split()[:2]):
+        raise ConfigError(
+            full_key, NOT_SHOWN, "the private half of ai-swarm:sshPublicKey, but they do not match"
+        )
+    return pulumi.Output.secret(text)
+
+
+def _private_key(text: str) -> PrivateKeyTypes | None:
+    """The key in OpenSSH's own format or in PEM (both of which ssh-keygen writes), or None
+    when it is neither, is cut short, or needs a passphrase."""
+    data = text.strip().encode()
+    for load in (serialization.load_ssh_private_key, serialization.load_pem_private_key):
+        try:
+            return load(data, None)
+        except (ValueError, TypeError, UnicodeError):
+            continue
+    return None
+
+
+def _openssh_line(public: PublicKeyTypes) -> str:
+    """`<type> <base64>` of a parsed public key, as OpenSSH writes it."""
+    return public.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
 
 
 def ssh_identity_file(cfg: pulumi.Config) -> str | None:

@@ -16,6 +16,16 @@ import pulumi
 NAMESPACE = "ai-swarm"
 
 
+class _NotShown:
+    """Stands for the value of a key that holds a secret: an error message never prints it."""
+
+    def __repr__(self) -> str:
+        return "<secret, not shown>"
+
+
+NOT_SHOWN = _NotShown()
+
+
 class ConfigError(pulumi.RunError):
     """A config value the program cannot use; the message names the key and what is allowed."""
 
@@ -47,13 +57,21 @@ def checked_ocid(full_key: str, value: str, kind: str) -> str:
     return value
 
 
-def require_secret(cfg: pulumi.Config, name: str) -> pulumi.Output[str]:
-    secret = cfg.get_secret(name)
-    if secret is None:
+def secret_text(cfg: pulumi.Config, name: str, how_to_set: str) -> str | None:
+    """The plain value of a key that must hold a secret, for validation only (None when unset).
+
+    A value set without `--secret` sits in plain text in Pulumi.<stack>.yaml: it is refused, and
+    the message gives the command (`how_to_set`) that stores it encrypted.
+    """
+    value = cfg.get(name)
+    if value is not None and not pulumi.runtime.is_config_secret(key(name)):
         raise ConfigError(
-            key(name), None, f"required; set it with `pulumi config set --secret {key(name)}`"
+            key(name),
+            NOT_SHOWN,
+            f"a secret: set it again with `{how_to_set}`, so that it is "
+            "stored encrypted (and remove the plain value from your stack file)",
         )
-    return secret
+    return value
 
 
 def whole_number(cfg: pulumi.Config, name: str, default: int, low: int, high: int) -> int:
@@ -94,17 +112,25 @@ def flag(cfg: pulumi.Config, name: str, default: bool) -> bool:
     return default if raw is None else boolean(key(name), raw)
 
 
-def structured(cfg: pulumi.Config, name: str, kind: type, allowed: str) -> Any:
-    """A structured value (set with `--path` or as YAML), which reaches the program as JSON."""
-    raw = cfg.get(name)
-    if raw is None:
+def structured(
+    cfg: pulumi.Config, name: str, kind: type, allowed: str, raw: str | None = None
+) -> Any:
+    """A structured value (set with `--path` or as YAML), which reaches the program as JSON.
+
+    `raw`, when given, is the already-read value of a key that holds secrets: it is parsed the
+    same way, but a message about it never shows it.
+    """
+    secret = raw is not None
+    text = raw if secret else cfg.get(name)
+    if text is None:
         return kind()
+    shown = NOT_SHOWN if secret else shorten(text)
     try:
-        value = json.loads(raw)
+        value = json.loads(text)
     except json.JSONDecodeError:
-        raise ConfigError(key(name), shorten(raw), allowed) from None
+        raise ConfigError(key(name), shown, allowed) from None
     if not isinstance(value, kind):
-        raise ConfigError(key(name), shorten(raw), allowed)
+        raise ConfigError(key(name), shown, allowed)
     return value
 
 

@@ -11,10 +11,12 @@ from typing import Any
 import pulumi
 
 from components.config.readers import (
+    NOT_SHOWN,
     ConfigError,
     boolean,
     flag,
     key,
+    secret_text,
     structured,
     unknown_fields,
 )
@@ -32,6 +34,41 @@ _IMAGE_REFERENCE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?P<digest>@sha256:[0-9a-f]{64})?$"
 )
 _MOVING_TAGS = frozenset({"latest", "main", "main-latest", "main-stable", "stable"})
+# The major version in a PostgreSQL image tag: a `pg15` word (`0.8.0-pg15`, where the leading
+# number is the extension's), else the leading number (`15.14-alpine3.22`, `15`).
+_POSTGRES_MAJOR_WORD = re.compile(r"(?:^|[-_.])pg(?P<major>[0-9]+)(?![0-9])")
+_POSTGRES_MAJOR_LEAD = re.compile(r"^(?P<major>[0-9]+)")
+MODEL_API_KEY_SET_COMMAND = "'ai-swarm:modelApiKeys.OPENAI_API_KEY' sk-…"
+# Provider keys reach LiteLLM as environment variables: none may replace one the program sets
+# for a service (these prefixes cover LiteLLM's, Redis', the databases' and OpenBao's) or one
+# the container's own system reads.
+RESERVED_ENV_PREFIXES = ("LITELLM_", "REDIS_", "DATABASE_", "POSTGRES_", "PG", "VAULT_", "BAO_")
+SYSTEM_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "SHELL",
+        "HOSTNAME",
+        "LANG",
+        "TZ",
+        "PWD",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "STORE_MODEL_IN_DB",
+        "PORT",
+        "HOST",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +151,10 @@ def _service_overrides(
                 full_key, fields, f"an object with any of {', '.join(_SERVICE_FIELDS)}"
             )
         unknown_fields(full_key, fields, _SERVICE_FIELDS)
-        overrides.append((service, _service_override(full_key, fields, host)))
+        override = _service_override(full_key, fields, host)
+        if service == "postgres" and override.image is not None:
+            _check_postgres_major(f"{full_key}.image", override.image)
+        overrides.append((service, override))
     return tuple(overrides)
 
 
@@ -128,6 +168,33 @@ def _service_override(full_key: str, fields: Mapping[str, Any], host: HostSize) 
         memory_mb=None if memory is None else _memory_mb(f"{full_key}.memoryMb", memory, host),
         enabled=boolean(f"{full_key}.enabled", fields.get("enabled", True)),
     )
+
+
+def postgres_major(image: str) -> int | None:
+    """The PostgreSQL major version an image's tag names (`15.14-alpine`, `15`, `pg15`), if any."""
+    match = _IMAGE_REFERENCE.match(image)
+    tag = match["tag"] if match else None
+    if not tag:
+        return None
+    found = _POSTGRES_MAJOR_WORD.search(tag) or _POSTGRES_MAJOR_LEAD.match(tag)
+    return int(found["major"]) if found else None
+
+
+def _check_postgres_major(full_key: str, image: str) -> None:
+    """The data directory on the volume belongs to the catalog's major version, which a server of
+    another major cannot open: no override may change it on the way past an `up`."""
+    data_major = postgres_major(CATALOG["postgres"].image)
+    if postgres_major(image) != data_major:
+        raise ConfigError(
+            full_key,
+            image,
+            f"an image of PostgreSQL {data_major}, whose tag starts with {data_major} (e.g. "
+            f"{CATALOG['postgres'].image}): the data on the volume is PostgreSQL {data_major} "
+            "and a new major cannot read it. To upgrade, dump every database "
+            "(`sudo systemctl start ai-swarm-pg-dump.service` on the host), then follow "
+            '"Upgrading PostgreSQL to a new major version" in the README (a fresh data '
+            "directory, the new pin in components/services/catalog.py, pg_restore of the dumps)",
+        )
 
 
 def _image_reference(full_key: str, value: Any) -> str:
@@ -185,21 +252,38 @@ def _check_service_needs(enabled: set[str]) -> None:
 def _model_api_keys(cfg: pulumi.Config) -> tuple[tuple[str, pulumi.Output[str]], ...]:
     allowed = (
         "a secret object of environment variable names to API keys, set with `pulumi config set "
-        '--secret --path "ai-swarm:modelApiKeys.OPENAI_API_KEY" sk-…`'
+        f"--secret --path {MODEL_API_KEY_SET_COMMAND}`"
+    )
+    raw = secret_text(
+        cfg, "modelApiKeys", f"pulumi config set --secret --path {MODEL_API_KEY_SET_COMMAND}"
     )
     # Read as plain text to validate the names; every value leaves here wrapped as a secret.
-    given = structured(cfg, "modelApiKeys", dict, allowed)
+    given = structured(cfg, "modelApiKeys", dict, allowed, raw=raw) if raw is not None else {}
     keys: list[tuple[str, pulumi.Output[str]]] = []
     for env_name, value in given.items():
         full_key = f"{key('modelApiKeys')}.{env_name}"
         if not _ENV_NAME.match(env_name):
             raise ConfigError(
-                full_key, "<secret>", "an upper-case environment variable name, e.g. OPENAI_API_KEY"
+                full_key, NOT_SHOWN, "an upper-case environment variable name, e.g. OPENAI_API_KEY"
+            )
+        if is_reserved_env_name(env_name):
+            raise ConfigError(
+                full_key,
+                NOT_SHOWN,
+                "a provider key name of your own, e.g. OPENAI_API_KEY: not a name the program sets "
+                f"(prefixes {', '.join(RESERVED_ENV_PREFIXES)}) nor a system variable "
+                f"({', '.join(sorted(SYSTEM_ENV_NAMES))})",
             )
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError(full_key, "<secret>", "a non-empty API key string")
+            raise ConfigError(full_key, NOT_SHOWN, "a non-empty API key string")
         keys.append((env_name, pulumi.Output.secret(value.strip())))
     return tuple(keys)
+
+
+def is_reserved_env_name(name: str) -> bool:
+    """Whether a provider key under this name would overwrite a variable the program or the
+    container's system relies on."""
+    return name in SYSTEM_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES)
 
 
 def _models(cfg: pulumi.Config, api_key_names: frozenset[str]) -> tuple[ModelRoute, ...]:
@@ -231,7 +315,7 @@ def _model_route(
                 f"{full_key}.{required}", value, "a non-empty name without spaces around it"
             )
     api_key = entry.get("apiKey")
-    if api_key is not None and api_key not in api_key_names:
+    if api_key is not None and (not isinstance(api_key, str) or api_key not in api_key_names):
         names = ", ".join(sorted(api_key_names)) or "none set"
         raise ConfigError(
             f"{full_key}.apiKey", api_key, f"a name in ai-swarm:modelApiKeys ({names})"

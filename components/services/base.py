@@ -5,13 +5,16 @@ A service describes its containers as `ContainerSpec`s; `Service.run` turns each
 waits for, `restart="unless-stopped"`, bounded json-file logs, the host label, the internal
 network with the container's DNS alias, data directories under `/mnt/data/<dir>`, and uploaded
 config files. Anything secret inside `envs` or `uploads` makes that whole input secret.
+
+Every container drops ALL capabilities, runs with `no-new-privileges`, and adds back exactly its
+entry in `components.services.privileges`; a secret upload is the container user's and 0600
+unless the service says otherwise.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal, TypeVar
 
 import pulumi
@@ -22,6 +25,7 @@ import pulumi_random as random
 from components.config import ServiceSettings
 from components.host import DATA_ROOT
 from components.services.catalog import CATALOG, ServiceEntry
+from components.services.privileges import NO_NEW_PRIVILEGES, Privileges, privileges_of
 from components.sizing import ALLOCATIONS, Allocation
 
 PLATFORM = "linux/arm64"
@@ -32,10 +36,10 @@ SERVICE_LABEL = "ai-swarm.service"
 INSTANCE_LABEL = "ai-swarm.instance"
 LOOPBACK = "127.0.0.1"
 NETWORK_NAME = "ai-swarm"
-# Fixed so that pg_hba.conf can admit exactly the containers' network and nothing else.
-NETWORK_SUBNET = ipaddress.IPv4Network("172.30.0.0/24")
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 SECRET_LENGTH = 32
+# Only the owner (the service's own user, see `privileges`) reads a file that holds a secret.
+SECRET_FILE_MODE = "0600"
 # `/` read-only at /host, following later mounts (rslave): node-exporter's view of the host.
 _HOST_ROOT_MOUNT = docker.ContainerMountArgs(
     type="bind",
@@ -96,7 +100,8 @@ def http_probe(url: str, tool: Literal["python", "wget"]) -> list[str]:
 class Upload:
     """A file written into the container before it starts. `owner`/`group` (numeric ids: names
     would be resolved on the machine running Pulumi) and `permissions` (octal text, e.g. "0600")
-    are set on it; unset, it is root's and world-readable."""
+    are set on it; unset, a secret file is the container user's and 0600 (see `owned_by`), any
+    other file root's and world-readable."""
 
     path: str
     content: pulumi.Input[str]
@@ -133,7 +138,6 @@ class ContainerSpec:
     uploads: Sequence[Upload] = ()
     data: Sequence[DataDir] = ()
     published_port: int | None = None  # a UI: published on ServiceContext.ui_ip only
-    capabilities: Sequence[str] = ()
     depends_on: Sequence[pulumi.Resource] = ()
     # The host's own view (node-exporter): host network and PID namespace, `/` read-only.
     host_view: bool = False
@@ -243,6 +247,7 @@ class Service(pulumi.ComponentResource):
 
     def run(self, spec: ContainerSpec) -> docker.Container:
         allocation = self.context.allocation(self.entry, spec.name)
+        privileges = privileges_of(spec.name)
         data_dirs = self._data_dirs(spec)
         container = docker.Container(
             f"{self.name}-{spec.name}",
@@ -271,11 +276,12 @@ class Service(pulumi.ComponentResource):
             ],
             envs=_envs(spec.env, spec.secret_env),
             command=list(spec.command) or None,
-            uploads=_uploads(spec.uploads),
+            uploads=_uploads([owned_by(u, privileges) for u in spec.uploads]),
             ports=self._ports(spec),
-            capabilities=docker.ContainerCapabilitiesArgs(adds=list(spec.capabilities))
-            if spec.capabilities
-            else None,
+            capabilities=docker.ContainerCapabilitiesArgs(
+                drops=["ALL"], adds=privileges.capability_names
+            ),
+            security_opts=[NO_NEW_PRIVILEGES],
             network_mode="host" if spec.host_view else None,
             pid_mode="host" if spec.host_view else None,
             mounts=[
@@ -334,6 +340,19 @@ def _envs(
         )
     )
     return pulumi.Output.secret(lines) if secret else lines
+
+
+def owned_by(upload: Upload, privileges: Privileges) -> Upload:
+    """A secret upload without an owner of its own: the container user's, mode 0600."""
+    if not upload.secret:
+        return upload
+    user = privileges.runs_as
+    return replace(
+        upload,
+        owner=upload.owner or str(user.uid),
+        group=upload.group or str(user.gid),
+        permissions=upload.permissions or SECRET_FILE_MODE,
+    )
 
 
 def _uploads(uploads: Sequence[Upload]) -> pulumi.Input[list[docker.ContainerUploadArgs]]:

@@ -8,8 +8,14 @@ uses impose, and each service component reads its image from it. Container limit
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+# The services' Docker network on the host. Fixed so that pg_hba.conf can admit exactly the
+# containers' network and nothing else; the VCN must not overlap it, or the host could not
+# tell its own containers from machines of the VCN.
+NETWORK_SUBNET = ipaddress.IPv4Network("172.30.0.0/24")
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,11 @@ from components.services.base import (
     INSTANCE_LABEL,
     LOOPBACK,
     NETWORK_NAME,
-    NETWORK_SUBNET,
     Service,
     ServiceArgs,
     ServiceContext,
 )
-from components.services.catalog import CATALOG
+from components.services.catalog import CATALOG, NETWORK_SUBNET
 from components.services.litellm import LiteLLM
 from components.services.node_exporter import NodeExporter
 from components.services.open_webui import OpenWebUI

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pulumi
 
 from components.services.base import (
-    NETWORK_SUBNET,
     ContainerSpec,
     DataDir,
     Health,
@@ -13,6 +12,7 @@ from components.services.base import (
     ServiceArgs,
     Upload,
 )
+from components.services.catalog import NETWORK_SUBNET
 from components.services.render import DatabaseRole, Directive, render_directives, render_roles_sql
 
 PORT = 5432

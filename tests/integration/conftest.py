@@ -24,8 +24,8 @@ MODEL_OVERRIDES = {
     "models": json.dumps(
         [{"name": "gpt-4o-mini", "model": "openai/gpt-4o-mini", "apiKey": "OPENAI_API_KEY"}]
     ),
-    "modelApiKeys": json.dumps({"OPENAI_API_KEY": "sk-integration-test-not-a-key"}),
 }
+MODEL_SECRETS = {"modelApiKeys": json.dumps({"OPENAI_API_KEY": "sk-integration-test-not-a-key"})}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,7 +43,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def program_run() -> ProgramRun:
-    return run_program(stack="oracle", overrides=MODEL_OVERRIDES)
+    return run_program(stack="oracle", overrides=MODEL_OVERRIDES, secrets=MODEL_SECRETS)
 
 
 @pytest.fixture(scope="session")

@@ -24,17 +24,18 @@ MODELS = [
     },
     {"name": "local", "model": "ollama/llama3", "apiBase": "http://10.0.1.20:11434"},
 ]
-WITH_MODELS = {"models": json.dumps(MODELS), "modelApiKeys": json.dumps(MODEL_API_KEYS)}
+WITH_MODELS = {"models": json.dumps(MODELS)}
+API_KEYS = {"modelApiKeys": json.dumps(MODEL_API_KEYS)}  # set with --secret, as the README says
 
 
 @pytest.fixture(scope="session")
 def free_run() -> ProgramRun:
-    return run_with(WITH_MODELS)
+    return run_with(WITH_MODELS, secrets=API_KEYS)
 
 
 @pytest.fixture(scope="session")
 def big_run() -> ProgramRun:
-    return run_with({**WITH_MODELS, "profile": "a1-4x24"})
+    return run_with({**WITH_MODELS, "profile": "a1-4x24"}, secrets=API_KEYS)
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,13 @@ INSTANCE = "oci:Core/instance:Instance"
 SERVICE_PREFIX = "ai-swarm:service:"
 
 
-def run_with(overrides: Mapping[str, str] | None = None, preview: bool = False) -> ProgramRun:
-    return run_program(overrides=overrides, preview=preview)
+def run_with(
+    overrides: Mapping[str, str] | None = None,
+    preview: bool = False,
+    secrets: Mapping[str, str] | None = None,
+) -> ProgramRun:
+    """The program with `overrides`, and `secrets` set as `pulumi config set --secret` does."""
+    return run_program(overrides=overrides, preview=preview, secrets=secrets)
 
 
 def ssh_options(run: ProgramRun) -> list[str]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.host import DATA_ROOT, HOST_TAG
-from components.services.base import NETWORK_SUBNET
-from components.services.catalog import CATALOG
+from components.services.catalog import CATALOG, NETWORK_SUBNET
 from components.sizing import ALLOCATIONS
 from dryrun.engine import ProgramRun
 from tests.services.readers import (

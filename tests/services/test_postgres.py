@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from components.services.base import NETWORK_SUBNET
+from components.services.catalog import NETWORK_SUBNET
 from dryrun.engine import ProgramRun
 from tests.services.readers import binds, container, depends_on, directives, env, upload
 

@@ -89,6 +89,20 @@ BAD = [
         "ai-swarm:modelApiKeys.OPENAI_API_KEY",
         "non-empty",
     ),
+    *(
+        (
+            {"modelApiKeys": json.dumps({name: "sk-x"})},
+            f"ai-swarm:modelApiKeys.{name}",
+            "not a name the program sets",
+        )
+        for name in ("LITELLM_MASTER_KEY", "DATABASE_URL", "REDIS_PASSWORD", "PATH", "LD_PRELOAD")
+    ),
+    ({"modelApiKeys": '"sk-pasted-without-path"'}, "ai-swarm:modelApiKeys", "a secret object"),
+    (
+        {"models": json.dumps([{"name": "x", "model": "m", "apiKey": ["OPENAI_API_KEY"]}])},
+        "ai-swarm:models[0].apiKey",
+        "a name in ai-swarm:modelApiKeys",
+    ),
     ({"exposeUis": "yes"}, "ai-swarm:exposeUis", "true or false"),
     ({"sshIdentityFile": "my key"}, "ai-swarm:sshIdentityFile", "without spaces"),
 ]
@@ -98,8 +112,11 @@ BAD = [
 def test_bad_services_setting_is_rejected_before_any_resource(
     overrides: dict[str, str], key: str, allowed: str
 ) -> None:
+    # Keys that hold secrets are set as the README says, with --secret.
+    secrets = {k: v for k, v in overrides.items() if k in SECRET_SETTINGS}
+    plain = {k: v for k, v in overrides.items() if k not in SECRET_SETTINGS}
     with pytest.raises(ProgramError) as failure:
-        run_with(overrides)
+        run_with(plain, secrets=secrets)
     error = failure.value.cause
     assert isinstance(error, ConfigError)
     assert error.key == key
@@ -108,10 +125,34 @@ def test_bad_services_setting_is_rejected_before_any_resource(
     assert failure.value.registrations == ()
 
 
-def test_api_key_values_never_appear_in_an_error() -> None:
+SECRET_SETTINGS = ("modelApiKeys",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"openai": "sk-do-not-print-me"}',
+        '"sk-do-not-print-me"',  # pasted without --path
+        '{"OPENAI_API_KEY": "sk-do-not-print-me", "PATH": "x"}',
+        "sk-do-not-print-me",  # not even JSON
+    ],
+)
+def test_api_key_values_never_appear_in_an_error(value: str) -> None:
     with pytest.raises(ProgramError) as failure:
-        run_with({"modelApiKeys": '{"openai": "sk-do-not-print-me"}'})
-    assert "sk-do-not-print-me" not in str(failure.value.cause)
+        run_with(secrets={"modelApiKeys": value})
+    message = str(failure.value.cause)
+    assert message.startswith("config ai-swarm:modelApiKeys")
+    assert "do-not-print" not in message
+
+
+def test_api_keys_set_without_secret_are_refused_with_the_fix() -> None:
+    with pytest.raises(ProgramError) as failure:
+        run_with({"modelApiKeys": json.dumps({"OPENAI_API_KEY": "sk-do-not-print-me"})})
+    message = str(failure.value.cause)
+    assert message.startswith("config ai-swarm:modelApiKeys: <secret, not shown>")
+    assert "pulumi config set --secret --path 'ai-swarm:modelApiKeys.OPENAI_API_KEY'" in message
+    assert "do-not-print" not in message
+    assert failure.value.registrations == ()
 
 
 def _admitted_ports(run: ProgramRun) -> set[int]:
