@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tests.integration import daemons
 
@@ -28,3 +31,27 @@ def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / workflow.name
     broken.write_text(workflow.read_text().replace("\non:\n", "\non:\n  not_an_event:\n", 1))
     assert any("not_an_event" in str(f["message"]) for f in findings([broken]))
+
+
+def _jobs_reading_secrets(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Jobs that read a secret other than the run's own GITHUB_TOKEN."""
+    reading = {}
+    for name, job in workflow["jobs"].items():
+        text = json.dumps(job).replace("secrets.GITHUB_TOKEN", "")
+        if "secrets." in text:
+            reading[name] = job
+    return reading
+
+
+def test_jobs_with_secrets_run_in_an_environment_that_can_require_approval() -> None:
+    """Repository secrets reach any branch pushed to the repository; environment secrets only
+    runs a reviewer approved."""
+    readers = {
+        f"{path.name}:{name}": job
+        for path in sorted(WORKFLOWS.glob("*.yml"))
+        for name, job in _jobs_reading_secrets(yaml.safe_load(path.read_text())).items()
+    }
+    assert readers, "no workflow reads a secret: the preview job should"
+    assert {name: job.get("environment") for name, job in readers.items()} == {
+        name: "preview" for name in readers
+    }
