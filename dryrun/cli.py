@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import pulumi
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from components.config import ConfigError
 from dryrun.engine import (
     DEFAULT_STACK,
     ProgramError,
@@ -144,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except ProgramError as failure:
-        if not isinstance(failure.cause, ConfigError):
+        # A RunError (a config error among them) is the program's own clean stop: its message
+        # says everything, as under the CLI, which prints no traceback for it either.
+        if not isinstance(failure.cause, pulumi.RunError):
             traceback.print_exception(failure.cause, file=sys.stderr)
         print(f"error: {failure.cause}", file=sys.stderr)
         return EXIT_ERROR

@@ -7,20 +7,12 @@ config, so the numbers shown are the ones the pack enforces.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-# The pack's own names, so that the budget shown is read the way the pack reads it.
-from ai_swarm_policies import (
-    A1_SHAPE,
-    CONTAINER,
-    DEFAULT_BOOT_VOLUME_GB,
-    HOST_LABEL,
-    HOST_TAG,
-    INSTANCE,
-    VOLUME,
-)
+# The pack's own measure, so that the budget shown is the one the pack judges.
+from ai_swarm_policies.measure import Demand, Host, Resource, measure
 from dryrun.engine import ProgramRun, Registration
 
 SERVICE_TYPE_PREFIX: Final = "ai-swarm:service:"
@@ -163,56 +155,58 @@ def resource_tree(run: ProgramRun) -> tuple[TreeNode, ...]:
     return tuple(build(root) for root in children.get("", []))
 
 
-def budget(run: ProgramRun, limits: BudgetLimits) -> Budget:
-    by_urn = run.by_urn()
-    usages: dict[str, list[ContainerUsage]] = {}
-    for container in run.of_type(CONTAINER):
-        host = _host_label(container.inputs)
-        usages.setdefault(host or "", []).append(_container_usage(container, by_urn))
-    instances = run.of_type(INSTANCE)
-    hosts = tuple(
-        _host_budget(instance, usages.get(_host_tag(instance.inputs), []), limits)
-        for instance in instances
+def measured(registrations: Iterable[Registration]) -> Iterator[Resource]:
+    """Registrations as the pack's measure takes them: plain inputs, dependencies as URNs."""
+    return (
+        Resource(r.type, r.name, r.urn, r.inputs, r.property_dependencies) for r in registrations
     )
-    placed = {_host_tag(instance.inputs) for instance in instances}
-    a1 = [i.inputs.get("shapeConfig", {}) for i in instances if i.inputs.get("shape") == A1_SHAPE]
+
+
+def budget(run: ProgramRun, limits: BudgetLimits) -> Budget:
+    """The pack's measure of the run under `limits`, laid out per host."""
+    figures = measure(measured(run.registrations))
+    by_urn = run.by_urn()
+    hosts = figures.hosts
     return Budget(
-        hosts=hosts,
-        unplaced=tuple(u for host, group in usages.items() if host not in placed for u in group),
-        a1_ocpus=Usage(sum(float(s.get("ocpus", 0)) for s in a1), limits.max_a1_ocpus),
-        a1_memory_gb=Usage(
-            sum(float(s.get("memoryInGbs", 0)) for s in a1), limits.max_a1_memory_gb
+        hosts=tuple(
+            _host_budget(host, hosts.placed(name), by_urn, limits)
+            for name, host in hosts.hosts.items()
         ),
-        block_storage_gb=Usage(_block_storage_gb(run), limits.max_block_storage_gb),
+        unplaced=tuple(_container_usage(demand, by_urn) for demand in hosts.unplaced),
+        a1_ocpus=Usage(figures.instances.a1_ocpus, limits.max_a1_ocpus),
+        a1_memory_gb=Usage(figures.instances.a1_memory_gb, limits.max_a1_memory_gb),
+        block_storage_gb=Usage(figures.block_storage.gb, limits.max_block_storage_gb),
     )
 
 
 def _host_budget(
-    instance: Registration, containers: Sequence[ContainerUsage], limits: BudgetLimits
+    host: Host,
+    demands: Sequence[Demand],
+    by_urn: Mapping[str, Registration],
+    limits: BudgetLimits,
 ) -> HostBudget:
-    shape = instance.inputs.get("shapeConfig", {})
-    ocpus = float(shape.get("ocpus", 0))
-    memory_gb = float(shape.get("memoryInGbs", 0))
+    containers = tuple(_container_usage(demand, by_urn) for demand in demands)
     return HostBudget(
-        host=_host_tag(instance.inputs),
-        ocpus=ocpus,
-        memory_gb=memory_gb,
-        containers=tuple(containers),
-        cpu=Usage(sum(c.cpus for c in containers), ocpus * limits.max_cpu_overcommit),
+        host=host.name,
+        ocpus=host.ocpus or 0.0,
+        memory_gb=host.memory_gb or 0.0,
+        containers=containers,
+        cpu=Usage(sum(c.cpus for c in containers), host.cpus_allowed(limits.max_cpu_overcommit)),
         memory_mb=Usage(
             sum(c.memory_mb for c in containers),
-            memory_gb * 1024 - limits.host_reserved_memory_mb,
+            host.memory_allowed_mb(limits.host_reserved_memory_mb),
         ),
         reserved_memory_mb=limits.host_reserved_memory_mb,
     )
 
 
-def _container_usage(container: Registration, by_urn: Mapping[str, Registration]) -> ContainerUsage:
+def _container_usage(demand: Demand, by_urn: Mapping[str, Registration]) -> ContainerUsage:
+    registration = by_urn[demand.container.urn]
     return ContainerUsage(
-        service=_service_name(container, by_urn),
-        container=str(container.inputs.get("name", container.name)),
-        cpus=float(container.inputs.get("cpus", 0)),
-        memory_mb=float(container.inputs.get("memory", 0)),
+        service=_service_name(registration, by_urn),
+        container=str(registration.inputs.get("name", registration.name)),
+        cpus=demand.cpus or 0.0,
+        memory_mb=demand.memory_mb or 0.0,
     )
 
 
@@ -223,25 +217,6 @@ def _service_name(registration: Registration, by_urn: Mapping[str, Registration]
             return parent.type.removeprefix(SERVICE_TYPE_PREFIX)
         parent = by_urn.get(parent.parent)
     return "-"
-
-
-def _host_label(inputs: Mapping[str, Any]) -> str | None:
-    for label in inputs.get("labels", []):
-        if label.get("label") == HOST_LABEL:
-            return str(label.get("value"))
-    return None
-
-
-def _host_tag(inputs: Mapping[str, Any]) -> str:
-    return str(inputs.get("freeformTags", {}).get(HOST_TAG, ""))
-
-
-def _block_storage_gb(run: ProgramRun) -> float:
-    boot = sum(
-        float(i.inputs.get("sourceDetails", {}).get("bootVolumeSizeInGbs", DEFAULT_BOOT_VOLUME_GB))
-        for i in run.of_type(INSTANCE)
-    )
-    return boot + sum(float(v.inputs.get("sizeInGbs", 0)) for v in run.of_type(VOLUME))
 
 
 def deployment_graph(run: ProgramRun) -> DeploymentGraph:

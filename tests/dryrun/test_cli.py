@@ -81,7 +81,9 @@ def test_json_holds_resources_budget_policies_and_graph() -> None:
     assert ("ai-swarm:oci:ArmHost", "swarm-a1") in top
     [host] = document["budget"]["hosts"]
     assert (host["host"], host["ocpus"], host["memoryGb"]) == ("swarm-a1", 2, 12)
-    assert host["memoryMb"]["allowed"] == 12 * 1024 - host["reservedMemoryMb"]
+    # The pack's default reserve for the OS and Docker, as the README documents it.
+    assert host["reservedMemoryMb"] == 1536
+    assert host["memoryMb"]["allowed"] == 12 * 1024 - 1536
     assert document["budget"]["a1Ocpus"] == {"used": 2, "allowed": 2, "headroom": 0}
     assert set(document["policies"]) == {"advisory", "mandatory", "remediate", "disabled"}
     assert document["policies"]["mandatory"] == []

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from ai_swarm_policies import CONTAINER
+from ai_swarm_policies.contract import CONTAINER, VCN
 from dryrun import POLICY_PACK_DIR
 from dryrun.engine import ProgramRun
 from dryrun.policy import evaluate, load_policy_config
@@ -88,7 +88,7 @@ def test_longest_chain_is_a_chain_of_real_waits(always_free_run: ProgramRun) -> 
     assert len(chain) >= 8  # network, instance, IP, readiness, provider, image, containers
     for earlier, later in itertools.pairwise(chain):
         assert earlier.urn in waits_on(later)
-    assert chain[0].type == "oci:Core/vcn:Vcn"
+    assert chain[0].type == VCN
     assert chain[-1].type == CONTAINER
 
 

@@ -17,7 +17,7 @@ from dryrun.policy import (
     new_analyzer,
     reconcile_config,
 )
-from tests.policies.policy_requests import container, instance, remote_image, volume
+from dryrun.synthetic import container, instance, remote_image, volume
 
 PROFILE_4X24 = POLICY_PACK_DIR / "profiles" / "a1-4x24.json"
 

@@ -15,7 +15,7 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from dryrun import POLICY_PACK_DIR
 from dryrun.policy import Analyzer, analyze_stack_request, configure
-from tests.policies.policy_requests import instance
+from dryrun.synthetic import instance
 
 STARTUP_SECONDS = 60
 

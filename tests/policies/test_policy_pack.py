@@ -11,22 +11,24 @@ from typing import Any
 import pytest
 from pulumi.runtime.proto import analyzer_pb2
 
-from ai_swarm_policies import DEFAULT_SECURITY_LIST, NSG_RULE, VCN, VOLUME
+from ai_swarm_policies.contract import DEFAULT_SECURITY_LIST, NSG_RULE, VCN, VOLUME
 from dryrun.policy import new_analyzer
+from dryrun.synthetic import (
+    container,
+    instance,
+    remote_image,
+    resource,
+    security_list,
+    tcp_rule,
+    volume,
+)
 from tests.policies.policy_requests import (
     UNKNOWN,
     Diagnostics,
     analyze,
     analyze_stack,
     analyzer,
-    container,
-    instance,
     of_policy,
-    remote_image,
-    resource,
-    security_list,
-    tcp_rule,
-    volume,
 )
 
 MANDATORY = analyzer_pb2.MANDATORY
@@ -53,6 +55,7 @@ EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "block-storage-allowance": {"maxBlockStorageGb": 200},
     "vcn-allowance": {"maxVcns": 2},
+    "backup-allowance": {"maxVolumeBackups": 5},
     "host-memory-budget": {"hostReservedMemoryMb": 1536},
     "host-cpu-budget": {"maxCpuOvercommit": 1.5},
     "no-public-ingress": {"publicPorts": []},
@@ -61,6 +64,7 @@ EXPECTED_LEVELS = {
     "a1-allowance": MANDATORY,
     "block-storage-allowance": MANDATORY,
     "vcn-allowance": MANDATORY,
+    "backup-allowance": MANDATORY,
     "host-memory-budget": MANDATORY,
     "host-cpu-budget": MANDATORY,
     "container-limits-required": MANDATORY,
@@ -381,12 +385,20 @@ def test_nsg_ingress_from_anywhere_fails_and_egress_is_not_ingress() -> None:
     assert analyze(analyzer(), _nsg_rule("INGRESS", ADMIN)) == []
 
 
-@pytest.mark.parametrize("ip", [None, "0.0.0.0"])
+# Docker binds an unset address, IPv4's 0.0.0.0 and IPv6's :: (however spelled) to every
+# interface.
+@pytest.mark.parametrize("ip", [None, "", "0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0"])
 def test_a_container_port_on_every_interface_fails(ip: str | None) -> None:
-    port = {"internal": 8080, "external": 8080, **({"ip": ip} if ip else {})}
+    port = {"internal": 8080, "external": 8080, **({"ip": ip} if ip is not None else {})}
     found = only(analyze(analyzer(), container("webui", ports=[port])), "no-public-ingress")
     assert "publishes port 8,080 as host port 8080 on every interface" in found.message
     assert 'ip="127.0.0.1"' in found.message
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1", "10.0.1.10"])
+def test_a_container_port_on_one_address_passes(ip: str) -> None:
+    port = {"internal": 8080, "external": 8080, "ip": ip}
+    assert analyze(analyzer(), container("webui", ports=[port])) == []
 
 
 def test_a_container_port_on_loopback_or_in_public_ports_passes() -> None:

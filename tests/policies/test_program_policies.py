@@ -5,13 +5,12 @@ from __future__ import annotations
 from google.protobuf import json_format
 from pulumi.runtime import rpc
 
+from ai_swarm_policies.contract import CONTAINER, INSTANCE
 from dryrun import POLICY_PACK_DIR
 from dryrun.engine import ProgramRun, Registration, run_program
 from dryrun.policy import PolicyReport, evaluate, load_policy_config
 
 PROFILE_4X24 = POLICY_PACK_DIR / "profiles" / "a1-4x24.json"
-CONTAINER = "docker:index/container:Container"
-INSTANCE = "oci:Core/instance:Instance"
 
 
 def _problems(report: PolicyReport) -> list[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dryrun.engine import ProgramRun, run_program
+from ai_swarm_policies.contract import VOLUME_BACKUP_POLICY_ASSIGNMENT
+from dryrun.engine import UNKNOWN, ProgramRun, run_program
 from dryrun.policy import PolicyReport, evaluate
 
 PROGRAM = """
@@ -37,7 +38,20 @@ oci.core.Instance(
     freeform_tags={"ai-swarm-host": "host"},
     opts=pulumi.ResourceOptions(ignore_changes=["source_details"]),
 )
-oci.core.Volume("data", compartment_id="compartment", availability_domain="AD-1", size_in_gbs="100")
+data = oci.core.Volume(
+    "data", compartment_id="compartment", availability_domain="AD-1", size_in_gbs="100"
+)
+weekly = oci.core.VolumeBackupPolicy(
+    "weekly",
+    compartment_id="compartment",
+    schedules=[
+        oci.core.VolumeBackupPolicyScheduleArgs(
+            backup_type="INCREMENTAL", period="ONE_WEEK", retention_seconds=6 * 7 * 24 * 3600,
+            day_of_week="SUNDAY", hour_of_day=3, time_zone="UTC",
+        )
+    ],
+)
+oci.core.VolumeBackupPolicyAssignment("weekly-data", asset_id=data.id, policy_id=weekly.id)
 image = docker.RemoteImage("redis", name="redis:latest", platform="linux/amd64")
 for name, memory, ip in (("cache", 8192, "127.0.0.1"), ("cache-public", 4096, None)):
     docker.Container(
@@ -83,6 +97,8 @@ def test_every_expected_violation_fires_on_sdk_made_resources(
         ("arm64-images", _urn(sdk_run, "redis")),
         # boot 150 GB + volume 100 GB; memory 8,192 + 4,096 MB on a 12 GB host
         ("block-storage-allowance", ""),
+        # a weekly schedule kept six weeks: six backups of the data volume
+        ("backup-allowance", ""),
         ("host-memory-budget", _urn(sdk_run, "host")),
     }
 
@@ -91,3 +107,17 @@ def test_pinned_images_reads_the_sdk_name(sdk_run: ProgramRun, report: PolicyRep
     assert [(d.policy, d.urn) for d in report.advisories] == [
         ("pinned-images", _urn(sdk_run, "redis"))
     ]
+
+
+def test_in_preview_the_backup_policy_is_joined_through_its_dependency(
+    sdk_run: ProgramRun, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    project = tmp_path_factory.mktemp("sdk-program-preview")
+    (project / "__main__.py").write_text(PROGRAM)
+    (project / "Pulumi.oracle.yaml").write_text("config: {}\n")
+    preview = run_program(stack="oracle", project_dir=Path(project), preview=True)
+    assignment = preview.one(VOLUME_BACKUP_POLICY_ASSIGNMENT)
+    assert assignment.inputs["policyId"] is UNKNOWN  # the join cannot use the id itself
+    found = evaluate(preview.registrations).of_policy("backup-allowance")
+    assert [(d.enforcement_level, d.urn) for d in found] == [("mandatory", "")]
+    assert "keep 6 backups" in found[0].message

@@ -1,0 +1,217 @@
+"""Oracle's Always Free allowance: A1 instances, block storage, VCNs and volume backups."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Final
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyConfigSchema,
+    ReportViolation,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from .analyzed import resources
+from .contract import (
+    A1_SHAPE,
+    INSTANCE,
+    MICRO_SHAPE,
+    VCN,
+    VOLUME,
+    VOLUME_BACKUP_POLICY,
+    VOLUME_BACKUP_POLICY_ASSIGNMENT,
+)
+from .measure import InstanceSizes, measure_backups, measure_block_storage, measure_instances
+from .messages import fmt, largest, report_count, report_undecidable
+from .settings import count, number, settings, strings
+
+PROFILE_4X24_CONFIG: Final = "policies/profiles/a1-4x24.json"
+
+# Oracle's Always Free Ampere A1 allowance since 2026-06-15, and the one it replaced.
+FREE_A1_OCPUS: Final = 2
+FREE_A1_MEMORY_GB: Final = 12
+HALVING_NOTE: Final = (
+    "Oracle halved the Always Free A1 allowance on 2026-06-15: it is now 1,500 OCPU hours and "
+    "9,000 GB hours a month, which is 2 OCPU / 12 GB running all month (before: 3,000 / 18,000 "
+    "hours = 4 OCPU / 24 GB). Only a tenancy that still has the old allowance, or pays for the "
+    "difference, should accept the a1-4x24 sizing, with "
+    f"`--policy-pack-config {PROFILE_4X24_CONFIG}`."
+)
+
+# --- a1-allowance ---------------------------------------------------------------------------
+
+A1_ALLOWANCE_SCHEMA: Final = PolicyConfigSchema(
+    {
+        "maxA1Ocpus": number(FREE_A1_OCPUS, "Total OCPUs over all A1 instances."),
+        "maxA1MemoryGb": number(FREE_A1_MEMORY_GB, "Total memory (GB) over all A1 instances."),
+        "maxA1Instances": count(2, "Number of A1 instances."),
+        "maxMicroInstances": count(2, f"Number of {MICRO_SHAPE} instances."),
+        "allowedShapes": strings([A1_SHAPE, MICRO_SHAPE], "Instance shapes that may be used."),
+    }
+)
+
+
+def _check_a1_allowance(args: StackValidationArgs, report: ReportViolation) -> None:
+    setting = settings(args.get_config(), A1_ALLOWANCE_SCHEMA)
+    allowed_shapes = set(setting("allowedShapes"))
+    sizes = measure_instances(resources(args, INSTANCE))
+    report_undecidable(report, sizes.undecidable)
+    for sizing in sizes.instances:
+        if sizing.shape not in allowed_shapes:
+            report(
+                f"Instance '{sizing.instance.name}' uses shape '{sizing.shape}', which is not in "
+                f"allowedShapes {sorted(allowed_shapes)}. Fix: use {A1_SHAPE} (the host is "
+                "sized by `ai-swarm:profile`), or add the shape to allowedShapes in the "
+                "a1-allowance pack config if you mean to pay for it.",
+                sizing.instance.urn,
+            )
+        if sizing.shape == A1_SHAPE and (sizing.ocpus is None or sizing.memory_gb is None):
+            report(
+                f"A1 instance '{sizing.instance.name}' must set both shapeConfig.ocpus and "
+                "shapeConfig.memoryInGbs, or its size (and the bill) is OCI's choice. Fix: set "
+                "`ai-swarm:ocpus` and `ai-swarm:memoryGb`, or choose `ai-swarm:profile`.",
+                sizing.instance.urn,
+            )
+
+    _report_a1_totals(sizes, float(setting("maxA1Ocpus")), float(setting("maxA1MemoryGb")), report)
+    micro = [s.instance.name for s in sizes.instances if s.shape == MICRO_SHAPE]
+    for what, names, key in (
+        ("A1 instances", [s.instance.name for s in sizes.a1], "maxA1Instances"),
+        (f"{MICRO_SHAPE} instances", micro, "maxMicroInstances"),
+    ):
+        report_count(
+            report, what, names, setting=key, allowed=int(setting(key)), policy="a1-allowance"
+        )
+
+
+def _report_a1_totals(
+    measured: InstanceSizes, max_ocpus: float, max_memory_gb: float, report: ReportViolation
+) -> None:
+    ocpus, memory_gb, a1 = measured.a1_ocpus, measured.a1_memory_gb, measured.a1_sized
+    if ocpus <= max_ocpus and memory_gb <= max_memory_gb:
+        return
+    sizes = ", ".join(
+        f"'{s.instance.name}' {fmt(s.ocpus or 0)} OCPU / {fmt(s.memory_gb or 0)} GB" for s in a1[:5]
+    )
+    if len(a1) > 5:
+        sizes += f" and {len(a1) - 5} more"
+    message = (
+        f"A1 instances use {fmt(ocpus)} OCPU / {fmt(memory_gb)} GB in total ({sizes}), over "
+        f"the allowance of {fmt(max_ocpus)} OCPU / {fmt(max_memory_gb)} GB (maxA1Ocpus / "
+        "maxA1MemoryGb). Fix: lower `ai-swarm:ocpus` / `ai-swarm:memoryGb`, or set "
+        "`ai-swarm:profile` to always-free (2 OCPU / 12 GB); or raise maxA1Ocpus / "
+        "maxA1MemoryGb in the a1-allowance pack config if your tenancy's allowance is larger."
+    )
+    if (max_ocpus, max_memory_gb) == (FREE_A1_OCPUS, FREE_A1_MEMORY_GB):
+        message += " " + HALVING_NOTE
+    report(message, None)
+
+
+# --- block-storage-allowance ----------------------------------------------------------------
+
+BLOCK_STORAGE_SCHEMA: Final = PolicyConfigSchema(
+    {"maxBlockStorageGb": number(200, "Boot plus block volumes, in GB.")}
+)
+
+
+def _check_block_storage(args: StackValidationArgs, report: ReportViolation) -> None:
+    allowed = float(settings(args.get_config(), BLOCK_STORAGE_SCHEMA)("maxBlockStorageGb"))
+    storage = measure_block_storage(resources(args, INSTANCE, VOLUME))
+    report_undecidable(report, storage.undecidable)
+    used = storage.gb
+    if used <= allowed:
+        return
+    volumes = [(v.label, v.size_gb) for v in storage.volumes]
+    report(
+        f"Boot and block volumes total {fmt(used)} GB ({largest(volumes, ' GB')}), over the "
+        f"allowance of {fmt(allowed)} GB (maxBlockStorageGb) by {fmt(used - allowed)} GB. "
+        "Fix: lower `ai-swarm:dataVolumeGb` or `ai-swarm:bootVolumeGb` (boot volumes take 50 GB "
+        "at least), or raise maxBlockStorageGb in the block-storage-allowance pack config.",
+        None,
+    )
+
+
+# --- vcn-allowance --------------------------------------------------------------------------
+
+VCN_SCHEMA: Final = PolicyConfigSchema({"maxVcns": count(2, "Number of VCNs.")})
+
+
+def _check_vcns(args: StackValidationArgs, report: ReportViolation) -> None:
+    names = [r.name for r in args.resources if r.resource_type == VCN]
+    allowed = int(settings(args.get_config(), VCN_SCHEMA)("maxVcns"))
+    report_count(report, "VCNs", names, setting="maxVcns", allowed=allowed, policy="vcn-allowance")
+
+
+# --- backup-allowance -----------------------------------------------------------------------
+
+BACKUP_SCHEMA: Final = PolicyConfigSchema(
+    {
+        "maxVolumeBackups": count(
+            5, "Volume backups (boot and block) kept at once by the assigned backup policies."
+        )
+    }
+)
+
+
+def _check_backups(args: StackValidationArgs, report: ReportViolation) -> None:
+    allowed = int(settings(args.get_config(), BACKUP_SCHEMA)("maxVolumeBackups"))
+    backups = measure_backups(
+        resources(args, VOLUME_BACKUP_POLICY, VOLUME_BACKUP_POLICY_ASSIGNMENT)
+    )
+    report_undecidable(report, backups.undecidable)
+    if backups.count <= allowed:
+        return
+    # Each policy's backups per volume, and the number of volumes it is assigned to.
+    volumes = Counter(assigned.policy.resource.urn for assigned in backups.assignments)
+    policies = {assigned.policy.resource.urn: assigned.policy for assigned in backups.assignments}
+    listed = ", ".join(
+        f"'{policies[urn].resource.name}' {policies[urn].retained} x {count} "
+        f"volume{'s' if count != 1 else ''}"
+        for urn, count in volumes.items()
+    )
+    report(
+        f"The assigned volume backup policies keep {backups.count} backups at once ({listed}), "
+        f"more than the {allowed} allowed (maxVolumeBackups) by {backups.count - allowed}. "
+        "Fix: shorten retentionSeconds or lengthen the period of their schedules (each keeps "
+        "retention / period backups, rounded up, per volume it is assigned to), assign them to "
+        "fewer volumes, or raise maxVolumeBackups in the backup-allowance pack config if your "
+        "tenancy pays for more backups.",
+        None,
+    )
+
+
+def allowance_policies() -> list[Policy]:
+    mandatory = EnforcementLevel.MANDATORY
+    return [
+        StackValidationPolicy(
+            name="a1-allowance",
+            description="Ampere A1 instances stay within Oracle's Always Free allowance.",
+            validate=_check_a1_allowance,
+            enforcement_level=mandatory,
+            config_schema=A1_ALLOWANCE_SCHEMA,
+        ),
+        StackValidationPolicy(
+            name="block-storage-allowance",
+            description="Boot and block volumes stay within the Always Free 200 GB.",
+            validate=_check_block_storage,
+            enforcement_level=mandatory,
+            config_schema=BLOCK_STORAGE_SCHEMA,
+        ),
+        StackValidationPolicy(
+            name="vcn-allowance",
+            description="The stack stays within the Always Free number of VCNs.",
+            validate=_check_vcns,
+            enforcement_level=mandatory,
+            config_schema=VCN_SCHEMA,
+        ),
+        StackValidationPolicy(
+            name="backup-allowance",
+            description="Assigned volume backup policies keep no more than the free backups.",
+            validate=_check_backups,
+            enforcement_level=mandatory,
+            config_schema=BACKUP_SCHEMA,
+        ),
+    ]

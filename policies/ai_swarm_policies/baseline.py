@@ -1,0 +1,182 @@
+"""The security baseline: container limits, arm64 images, protected data, pinned images."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+from .contract import (
+    A1_SHAPE,
+    ARM64_PLATFORMS,
+    CONTAINER,
+    HOST_LABEL,
+    HOST_TAG,
+    IMAGE_IGNORE_PATHS,
+    INSTANCE,
+    REMOTE_IMAGE,
+    VOLUME,
+)
+from .messages import deciding, fmt
+from .reading import UndecidableError, container_host, plain, plain_number
+from .settings import settings, strings
+
+# --- container-limits-required --------------------------------------------------------------
+
+
+def _check_container_limits(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != CONTAINER:
+        return
+    cpus = plain_number(args.props, "cpus")
+    memory = plain_number(args.props, "memory")
+    host = container_host(args.props)
+    problems = []
+    if cpus is None or cpus <= 0:
+        problems.append(f"cpus is {fmt(cpus) if cpus is not None else 'unset'} (must be > 0)")
+    if memory is None or memory <= 0:
+        problems.append(
+            f"memory is {fmt(memory) + ' MB' if memory is not None else 'unset'} (must be > 0)"
+        )
+    if host is None:
+        problems.append(f"the label {HOST_LABEL} is missing (must name the host's {HOST_TAG} tag)")
+    if problems:
+        report(
+            f"Container '{args.name}': {'; '.join(problems)}. Without them the host budgets "
+            "cannot count it. Fix: give the service a limit with "
+            "`ai-swarm:services.<name>.cpus` / `ai-swarm:services.<name>.memoryMb` and place "
+            f"it on a host with the {HOST_LABEL} label.",
+            None,
+        )
+
+
+# --- arm64-images ---------------------------------------------------------------------------
+
+
+def _check_arm64(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in (REMOTE_IMAGE, CONTAINER):
+        return
+    platform = plain(args.props, "platform")
+    if args.resource_type == CONTAINER and not platform:
+        return  # a container runs its image's platform: the RemoteImage is checked
+    if platform in ARM64_PLATFORMS:
+        return
+    kind = "Image" if args.resource_type == REMOTE_IMAGE else "Container"
+    report(
+        f"{kind} '{args.name}' uses platform {platform or 'unset (the daemon decides)'}; "
+        "allowed: linux/arm64 (Ampere A1 hosts are arm64). Fix: set platform='linux/arm64', and "
+        "if `ai-swarm:services.<name>.image` names an image without an arm64 build, pick one "
+        "that has it.",
+        None,
+    )
+
+
+# --- protected-data -------------------------------------------------------------------------
+
+
+def _check_protected_data(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == VOLUME and not args.opts.protect:
+        report(
+            f"Volume '{args.name}' is not protected, so a destroy or a replacement deletes the "
+            "services' data. Fix: register it with "
+            "protect=True (and retain_on_delete=True).",
+            None,
+        )
+    elif args.resource_type == INSTANCE and plain(args.props, "shape") == A1_SHAPE:
+        ignored = sorted(args.opts.ignore_changes)
+        if IMAGE_IGNORE_PATHS.isdisjoint(ignored):
+            report(
+                f"A1 instance '{args.name}' does not ignore changes to its image (ignore_changes "
+                f"{ignored}): a newer image from get_images would re-image its boot disk on the "
+                'next up. Fix: ignore_changes=["sourceDetails.sourceId"] (camelCase: the SDK '
+                "does not translate nested paths).",
+                None,
+            )
+
+
+# --- pinned-images --------------------------------------------------------------------------
+
+PINNED_IMAGES_SCHEMA: Final = PolicyConfigSchema(
+    {
+        "movingTags": strings(
+            ["latest", "main", "main-latest", "main-stable", "stable"],
+            "Image tags that move to new images over time.",
+        )
+    }
+)
+
+
+def _image_reference_problem(reference: str, moving_tags: frozenset[str]) -> str | None:
+    if "@" in reference:
+        return None  # pinned by digest
+    last = reference.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "has no tag, so Docker pulls the moving :latest"
+    tag = last.rsplit(":", 1)[1]
+    return f"uses the moving tag '{tag}'" if tag in moving_tags else None
+
+
+def _check_pinned_images(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == REMOTE_IMAGE:
+        reference = plain(args.props, "name")
+    elif args.resource_type == CONTAINER:
+        try:
+            reference = plain(args.props, "image")
+        except UndecidableError:
+            return  # an image id from a RemoteImage, whose name is checked on its own
+    else:
+        return
+    if not reference or str(reference).startswith("sha256:"):
+        return
+    moving = frozenset(settings(args.get_config(), PINNED_IMAGES_SCHEMA)("movingTags"))
+    problem = _image_reference_problem(str(reference), moving)
+    if problem:
+        report(
+            f"Image '{reference}' of '{args.name}' {problem}: the next pull may bring another "
+            "version. Fix: pin a version tag (or a digest) in the image table or with "
+            "`ai-swarm:services.<name>.image`.",
+            None,
+        )
+
+
+def container_limits_policy() -> Policy:
+    return ResourceValidationPolicy(
+        name="container-limits-required",
+        description="Every container sets cpus, memory and its host label.",
+        validate=deciding(_check_container_limits),
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+
+
+def arm64_policy() -> Policy:
+    return ResourceValidationPolicy(
+        name="arm64-images",
+        description="Images and containers use linux/arm64, the A1 hosts' platform.",
+        validate=deciding(_check_arm64),
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+
+
+def protected_data_policy() -> Policy:
+    return ResourceValidationPolicy(
+        name="protected-data",
+        description="Data volumes are protected and A1 instances are never re-imaged.",
+        validate=deciding(_check_protected_data),
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+
+
+def pinned_images_policy() -> Policy:
+    return ResourceValidationPolicy(
+        name="pinned-images",
+        description="Images are pinned to a version tag or a digest.",
+        validate=deciding(_check_pinned_images),
+        enforcement_level=EnforcementLevel.ADVISORY,
+        config_schema=PINNED_IMAGES_SCHEMA,
+    )

@@ -1,0 +1,47 @@
+"""The names the program registers and the pack judges: both sides must spell them alike.
+
+The pack reads resources by these type tokens, places containers on hosts by the label and the
+tag below, and knows the shapes by these names; the program and the tests register and look up
+resources by the same constants, so a renamed token cannot leave the pack looking at nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Type tokens of the resources the program registers (the provider SDKs' spelling).
+INSTANCE: Final = "oci:Core/instance:Instance"
+VOLUME: Final = "oci:Core/volume:Volume"
+VOLUME_ATTACHMENT: Final = "oci:Core/volumeAttachment:VolumeAttachment"
+VOLUME_BACKUP_POLICY: Final = "oci:Core/volumeBackupPolicy:VolumeBackupPolicy"
+VOLUME_BACKUP_POLICY_ASSIGNMENT: Final = (
+    "oci:Core/volumeBackupPolicyAssignment:VolumeBackupPolicyAssignment"
+)
+PUBLIC_IP: Final = "oci:Core/publicIp:PublicIp"
+VCN: Final = "oci:Core/vcn:Vcn"
+INTERNET_GATEWAY: Final = "oci:Core/internetGateway:InternetGateway"
+ROUTE_TABLE: Final = "oci:Core/routeTable:RouteTable"
+SUBNET: Final = "oci:Core/subnet:Subnet"
+SECURITY_LIST: Final = "oci:Core/securityList:SecurityList"
+DEFAULT_SECURITY_LIST: Final = "oci:Core/defaultSecurityList:DefaultSecurityList"
+NSG_RULE: Final = "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule"
+CONTAINER: Final = "docker:index/container:Container"
+REMOTE_IMAGE: Final = "docker:index/remoteImage:RemoteImage"
+DOCKER_NETWORK: Final = "docker:index/network:Network"
+REMOTE_COMMAND: Final = "command:remote:Command"
+RANDOM_PASSWORD: Final = "random:index/randomPassword:RandomPassword"
+RANDOM_ID: Final = "random:index/randomId:RandomId"
+
+# Instance shapes the Always Free allowance covers.
+A1_SHAPE: Final = "VM.Standard.A1.Flex"
+MICRO_SHAPE: Final = "VM.Standard.E2.1.Micro"
+
+# A container names its host with this label; the host's instance carries the name in this
+# freeform tag.
+HOST_LABEL: Final = "ai-swarm.host"
+HOST_TAG: Final = "ai-swarm-host"
+
+# The program writes nested ignore_changes paths in the engine's (camelCase) spelling: the Python
+# SDK translates top-level names only, so `source_details.source_id` would ignore nothing.
+IMAGE_IGNORE_PATHS: Final = frozenset({"sourceDetails", "sourceDetails.sourceId"})
+ARM64_PLATFORMS: Final = frozenset({"linux/arm64", "linux/arm64/v8"})

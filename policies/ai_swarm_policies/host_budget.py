@@ -1,0 +1,167 @@
+"""host-memory-budget and host-cpu-budget: the limits of the containers placed on a host fit it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyConfigSchema,
+    ReportViolation,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from .analyzed import resources
+from .contract import CONTAINER, HOST_LABEL, HOST_TAG, INSTANCE
+from .measure import Demand, Host, Quantity, measure_hosts
+from .messages import fmt, largest, report_undecidable
+from .settings import default, number, settings
+
+HOST_MEMORY_SCHEMA: Final = PolicyConfigSchema(
+    {
+        "hostReservedMemoryMb": number(
+            1536, "Memory (MB) each host keeps for the OS and Docker, outside container limits."
+        )
+    }
+)
+HOST_CPU_SCHEMA: Final = PolicyConfigSchema(
+    {
+        "maxCpuOvercommit": number(
+            1.5, "Container CPU limits may sum to this many times the host's OCPUs."
+        )
+    }
+)
+# The defaults the program's sizing profiles are held to.
+HOST_RESERVED_MEMORY_MB: Final[float] = default(HOST_MEMORY_SCHEMA, "hostReservedMemoryMb")
+MAX_CPU_OVERCOMMIT: Final[float] = default(HOST_CPU_SCHEMA, "maxCpuOvercommit")
+
+
+@dataclass(frozen=True)
+class _HostBudget:
+    """One host resource that the limits of the containers placed on the host must fit into."""
+
+    policy: str
+    quantity: Quantity
+    unit: str
+    schema: PolicyConfigSchema
+    setting: str
+    # What the host offers under the setting's value, and how that number comes about.
+    allowed: Callable[[Host, float], float]
+    explained: Callable[[Host, float], str]
+    fix: str
+
+
+MEMORY_BUDGET: Final = _HostBudget(
+    policy="host-memory-budget",
+    quantity=Quantity.MEMORY,
+    unit=" MB",
+    schema=HOST_MEMORY_SCHEMA,
+    setting="hostReservedMemoryMb",
+    allowed=Host.memory_allowed_mb,
+    explained=lambda host, reserved: (
+        f"{fmt((host.memory_gb or 0.0) * 1024)} MB instance memory - {fmt(reserved)} MB "
+        "reserved for the OS and Docker (hostReservedMemoryMb)"
+    ),
+    fix=(
+        "lower `ai-swarm:services.<name>.memoryMb` of the largest services, raise "
+        "`ai-swarm:memoryGb` (within a1-allowance), or lower hostReservedMemoryMb in the "
+        "host-memory-budget pack config"
+    ),
+)
+CPU_BUDGET: Final = _HostBudget(
+    policy="host-cpu-budget",
+    quantity=Quantity.CPUS,
+    unit="",
+    schema=HOST_CPU_SCHEMA,
+    setting="maxCpuOvercommit",
+    allowed=Host.cpus_allowed,
+    explained=lambda host, overcommit: (
+        f"{fmt(host.ocpus or 0.0)} OCPU x {fmt(overcommit)} (maxCpuOvercommit)"
+    ),
+    fix=(
+        "lower `ai-swarm:services.<name>.cpus` of the largest services, raise `ai-swarm:ocpus` "
+        "(within a1-allowance), or raise maxCpuOvercommit in the host-cpu-budget pack config"
+    ),
+)
+
+
+def _check_host_budget(
+    budget: _HostBudget, args: StackValidationArgs, report: ReportViolation
+) -> None:
+    limit = float(settings(args.get_config(), budget.schema)(budget.setting))
+    usage = measure_hosts(resources(args, INSTANCE, CONTAINER))
+    report_undecidable(report, usage.undecidable[budget.quantity])
+    for duplicate in usage.duplicates:
+        first = usage.hosts[duplicate.name]
+        report(
+            f"Instances '{first.instance.name}' and '{duplicate.instance.name}' both carry the "
+            f"tag {HOST_TAG}={duplicate.name}, so containers cannot be placed on one of them. "
+            "Fix: give each host its own name.",
+            duplicate.instance.urn,
+        )
+    for demand in usage.demands:
+        amount = demand.of(budget.quantity)
+        if demand.host is None or amount is None or demand.host in usage.hosts:
+            continue  # container-limits-required reports a missing label or limit
+        report(
+            f"Container '{demand.container.name}' is labelled {HOST_LABEL}={demand.host}, but no "
+            f"instance in the stack has the tag {HOST_TAG}={demand.host}, so its "
+            f"{fmt(amount)}{budget.unit} of {budget.quantity.value} cannot be budgeted. Fix: "
+            "label it with the name of a host in this stack.",
+            demand.container.urn,
+        )
+    for name, placed in usage.by_host(budget.quantity).items():
+        host = usage.hosts[name]
+        if placed and host.size(budget.quantity) is not None:
+            allowed = budget.allowed(host, limit)
+            explained = budget.explained(host, limit)
+            _report_over_budget(
+                budget, host, allowed=allowed, explained=explained, placed=placed, report=report
+            )
+
+
+def _report_over_budget(
+    budget: _HostBudget,
+    host: Host,
+    *,
+    allowed: float,
+    explained: str,
+    placed: Sequence[tuple[Demand, float]],
+    report: ReportViolation,
+) -> None:
+    used = sum(amount for _, amount in placed)
+    if used <= allowed:
+        return
+    unit = budget.unit
+    containers = [(demand.container.name, amount) for demand, amount in placed]
+    report(
+        f"Host '{host.name}' (instance '{host.instance.name}'): the {budget.quantity.value} "
+        f"limits of its {len(containers)} containers sum to {fmt(used)}{unit}, over the "
+        f"{fmt(allowed)}{unit} allowed ({explained}) by {fmt(used - allowed)}{unit}. "
+        f"Largest: {largest(containers, unit)}. Fix: {budget.fix}.",
+        host.instance.urn,
+    )
+
+
+def host_budget_policies() -> list[Policy]:
+    mandatory = EnforcementLevel.MANDATORY
+    return [
+        StackValidationPolicy(
+            name=MEMORY_BUDGET.policy,
+            description="Container memory limits plus the OS reserve fit in each host's memory.",
+            validate=lambda args, report: _check_host_budget(MEMORY_BUDGET, args, report),
+            enforcement_level=mandatory,
+            config_schema=HOST_MEMORY_SCHEMA,
+        ),
+        StackValidationPolicy(
+            name=CPU_BUDGET.policy,
+            description="Container CPU limits fit in each host's OCPUs times the overcommit.",
+            validate=lambda args, report: _check_host_budget(CPU_BUDGET, args, report),
+            enforcement_level=mandatory,
+            config_schema=HOST_CPU_SCHEMA,
+        ),
+    ]

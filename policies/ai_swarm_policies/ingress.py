@@ -1,0 +1,158 @@
+"""no-public-ingress: nothing is reachable from the whole internet except `publicPorts`."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any, Final
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+from .contract import CONTAINER, DEFAULT_SECURITY_LIST, NSG_RULE, SECURITY_LIST
+from .messages import deciding, fmt
+from .reading import plain, plain_items, plain_number
+from .settings import settings
+
+PUBLIC_INGRESS_SCHEMA: Final = PolicyConfigSchema(
+    {
+        "publicPorts": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "default": [],
+            "description": "Ports that may be reached from anywhere (0.0.0.0/0, ::/0).",
+        }
+    }
+)
+
+
+def _is_everywhere(source: Any) -> bool:
+    try:
+        return ipaddress.ip_network(str(source), strict=False).prefixlen == 0
+    except ValueError:
+        return False  # a service label such as "all-fra-services-in-oracle-services-network"
+
+
+_PROTOCOL_OPTIONS: Final = {"6": ("TCP", "tcpOptions"), "17": ("UDP", "udpOptions")}
+_ALL_PORTS: Final = (1, 65535)
+
+
+def _rule_ports(rule: Any, range_path: Sequence[str]) -> tuple[str, tuple[int, int] | None]:
+    """What a rule admits: a protocol name and its destination ports (None: not a port range).
+
+    OCI reads a TCP/UDP rule without options as all ports, and one bound as a single port.
+    """
+    protocol = str(plain(rule, "protocol"))
+    if protocol not in _PROTOCOL_OPTIONS:
+        return ("all protocols" if protocol == "all" else f"protocol {protocol}"), None
+    name, options = _PROTOCOL_OPTIONS[protocol]
+    low = plain_number(rule, options, *range_path, "min")
+    high = plain_number(rule, options, *range_path, "max")
+    if low is None and high is None:
+        return name, _ALL_PORTS
+    first = low if low is not None else high
+    last = high if high is not None else low
+    return name, (int(first or 0), int(last or 0))
+
+
+def _ports_allowed(ports: tuple[int, int] | None, public: frozenset[int]) -> bool:
+    if ports is None:
+        return False
+    low, high = ports
+    # The length test first: a wide range can never be covered, so it is never walked.
+    return high - low < len(public) and all(port in public for port in range(low, high + 1))
+
+
+def _describe_ports(protocol: str, ports: tuple[int, int] | None) -> str:
+    if ports is None:
+        return protocol
+    low, high = ports
+    return f"{protocol} port {low}" if low == high else f"{protocol} ports {low}-{high}"
+
+
+def _public_ports(args: ResourceValidationArgs) -> frozenset[int]:
+    configured = settings(args.get_config(), PUBLIC_INGRESS_SCHEMA)("publicPorts")
+    return frozenset(int(port) for port in configured)
+
+
+def _public_ingress_fix(public: frozenset[int], remedy: str) -> str:
+    allowed = ", ".join(str(port) for port in sorted(public)) or "none"
+    return (
+        f"(ports allowed from anywhere: {allowed}; publicPorts). Fix: {remedy}, or add the port "
+        "to publicPorts in the no-public-ingress pack config."
+    )
+
+
+def _check_public_ingress(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == CONTAINER:
+        _check_container_ports(args, report)
+        return
+    if args.resource_type in (SECURITY_LIST, DEFAULT_SECURITY_LIST):
+        rules = list(enumerate(plain_items(args.props, "ingressSecurityRules")))
+        range_path: tuple[str, ...] = ()
+    elif args.resource_type == NSG_RULE and plain(args.props, "direction") == "INGRESS":
+        rules, range_path = [(0, args.props)], ("destinationPortRange",)
+    else:
+        return
+    public = _public_ports(args)
+    kind = args.resource_type.rsplit(":", 1)[-1]
+    for index, rule in rules:
+        source = plain(rule, "source")
+        if plain(rule, "sourceType") not in (None, "CIDR_BLOCK") or not _is_everywhere(source):
+            continue
+        protocol, ports = _rule_ports(rule, range_path)
+        if _ports_allowed(ports, public):
+            continue
+        where = "the rule" if args.resource_type == NSG_RULE else f"ingress rule {index}"
+        report(
+            f"{kind} '{args.name}': {where} admits {_describe_ports(protocol, ports)} from "
+            f"{source} "
+            + _public_ingress_fix(public, "admit only the sources in `ai-swarm:adminCidrs`"),
+            None,
+        )
+
+
+def _on_every_interface(ip: Any) -> bool:
+    """Docker publishes on every interface when the address is unset or unspecified
+    (0.0.0.0, ::, or any other spelling of them)."""
+    if ip is None or ip == "":
+        return True
+    try:
+        return ipaddress.ip_address(str(ip)).is_unspecified
+    except ValueError:
+        return False  # not an address at all: Docker binds nothing to every interface for it
+
+
+def _check_container_ports(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    public = _public_ports(args)
+    for port in plain_items(args.props, "ports"):
+        ip = plain(port, "ip")
+        if not _on_every_interface(ip):
+            continue
+        external = plain_number(port, "external")
+        if external is not None and int(external) in public:
+            continue
+        internal = plain_number(port, "internal")
+        published = f"host port {int(external)}" if external is not None else "a random host port"
+        report(
+            f"Container '{args.name}' publishes port {fmt(internal or 0)} as {published} on "
+            f"every interface (ip {ip or 'unset'}) "
+            + _public_ingress_fix(public, 'bind it to ip="127.0.0.1" and reach it by SSH tunnel'),
+            None,
+        )
+
+
+def public_ingress_policy() -> Policy:
+    return ResourceValidationPolicy(
+        name="no-public-ingress",
+        description="Nothing is reachable from 0.0.0.0/0 or ::/0 except publicPorts.",
+        validate=deciding(_check_public_ingress),
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PUBLIC_INGRESS_SCHEMA,
+    )

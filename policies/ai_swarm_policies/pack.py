@@ -1,0 +1,32 @@
+"""The pack: every policy, in the order the analyzer runs and reports them."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pulumi_policy import Policy
+
+from .allowance import allowance_policies
+from .baseline import (
+    arm64_policy,
+    container_limits_policy,
+    pinned_images_policy,
+    protected_data_policy,
+)
+from .host_budget import host_budget_policies
+from .ingress import public_ingress_policy
+
+PACK_NAME: Final = "ai-swarm"
+
+
+def build_policies() -> list[Policy]:
+    """Every policy of the pack, with its default enforcement level and config schema."""
+    return [
+        *allowance_policies(),
+        *host_budget_policies(),
+        container_limits_policy(),
+        arm64_policy(),
+        public_ingress_policy(),
+        protected_data_policy(),
+        pinned_images_policy(),
+    ]
