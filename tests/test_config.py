@@ -120,6 +120,7 @@ BAD_VALUES = [
     ("compartmentOcid", "my-compartment", "'my-compartment'", "an OCID"),
     ("oci:tenancyOcid", "", "''", "required"),
     ("oci:region", "", "''", "required"),
+    ("oci:region", "Frankfurt", "'Frankfurt'", "e.g. eu-frankfurt-1"),
 ]
 
 

@@ -55,6 +55,7 @@ _SSH_KEY_TYPES = (
 )
 _SSH_PRIVATE_KEY_TYPES = (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+_REGION = re.compile(r"^[a-z]+(?:-[a-z]+)+-[0-9]+$")  # eu-frankfurt-1, us-gov-ashburn-1
 PRIVATE_KEY_SET_COMMAND = (
     'pulumi config set --secret ai-swarm:sshPrivateKey -- "$(cat ~/.ssh/ai-swarm)"'
 )
@@ -66,9 +67,12 @@ def tenancy_ocid(oci_cfg: pulumi.Config) -> str:
 
 
 def require_region(oci_cfg: pulumi.Config) -> None:
-    """The OCI provider reads `oci:region` itself; checked here so that a missing region is a
-    clear error before anything is registered."""
-    require_text(oci_cfg, "oci:region", "the home region, e.g. eu-frankfurt-1")
+    """The OCI provider reads `oci:region` itself; checked here so that a missing or misspelt
+    region is a clear error before anything is registered."""
+    allowed = "the home region's identifier, e.g. eu-frankfurt-1"
+    region = require_text(oci_cfg, "oci:region", allowed)
+    if not _REGION.match(region):
+        raise ConfigError("oci:region", region, allowed)
 
 
 def compartment_ocid(cfg: pulumi.Config, tenancy: str) -> str:
