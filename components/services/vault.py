@@ -91,7 +91,6 @@ class Vault(Service):
                 command=["server"],
                 uploads=[Upload(SERVER_CONFIG_FILE, render_json(server_config()))],
                 data=[DataDir("vault/file", STATE_DIR), DataDir("vault/logs", "/vault/logs")],
-                capabilities=["IPC_LOCK"],
             )
         )
         self.run(

@@ -26,7 +26,8 @@ def test_server_runs_in_server_mode_with_file_storage(free_run: ProgramRun) -> N
     assert config["listener"] == {"tcp": {"address": "0.0.0.0:8200", "tls_disable": True}}
     assert config["api_addr"] == "http://vault:8200"
     assert config["disable_mlock"] is False
-    assert vault.inputs["capabilities"] == {"adds": ["IPC_LOCK"]}
+    # Capabilities come from the privileges table (tests/services/test_privileges.py).
+    assert vault.inputs["capabilities"] == {"drops": ["ALL"], "adds": []}
 
 
 def test_listener_is_reachable_on_the_services_network_only(free_run: ProgramRun) -> None:

@@ -1,0 +1,166 @@
+"""What each container's process runs as, and the capabilities its image's entrypoint needs.
+
+Every container drops ALL capabilities, runs with `no-new-privileges`, and gets back exactly the
+ones listed here (`components.services.base` applies this table to every container it runs).
+Docker's default set would otherwise include NET_RAW (enough to spoof ARP on the services'
+bridge), DAC_OVERRIDE, FOWNER, MKNOD, SETFCAP and more.
+
+The facts come from each pinned image's Dockerfile and entrypoint, cited per entry. Two shapes
+occur:
+
+- The entrypoint starts as root, hands the data directory to the service user with
+  `find <dir> \\! -user <user> -exec chown <user> '{}' +`, then drops to that user (gosu,
+  su-exec or setpriv). That needs CHOWN (the chown), DAC_READ_SEARCH (root without it cannot
+  walk the 0700 directories the service user made on an earlier start: `find` then fails and
+  the entrypoint, under `set -e`, exits), and SETUID + SETGID (the drop, which also calls
+  setgroups). Nothing else: the drop clears every capability anyway.
+- The image runs its process as one user throughout (root or not) and writes only where that
+  user owns the files: no capability at all.
+
+`runs_as` is the uid/gid the service process has after the entrypoint; files that hold secrets
+are uploaded 0600 with that owner, so the service (and only it) can read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str  # as Docker spells it, without the CAP_ prefix
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImageUser:
+    """A numeric uid/gid: names would be resolved on the machine running Pulumi, not the image."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Privileges:
+    runs_as: ImageUser
+    capabilities: tuple[Capability, ...]
+    # Where the facts come from: repository, path and the version read.
+    sources: tuple[str, ...]
+
+    @property
+    def capability_names(self) -> list[str]:
+        return [c.name for c in self.capabilities]
+
+
+ROOT = ImageUser("root", 0, 0)
+
+_CHOWN_DATA = Capability(
+    "CHOWN", "the entrypoint chowns what the service user does not own yet in its data directory"
+)
+_WALK_DATA = Capability(
+    "DAC_READ_SEARCH",
+    "root's `find` must enter the 0700 directories the service user made on an earlier start",
+)
+_DROP_UID = Capability("SETUID", "the entrypoint drops from root to the service user")
+_DROP_GID = Capability("SETGID", "the drop sets the service user's group and clears the others")
+_CHOWN_THEN_DROP = (_CHOWN_DATA, _WALK_DATA, _DROP_UID, _DROP_GID)
+
+# docker-library/redis: alpine Dockerfile `addgroup -S -g 1000 redis; adduser -S -G redis -u 999
+# redis`, WORKDIR /data; docker-entrypoint.sh: for `redis-server` as root,
+# `find . \! -user redis -exec chown redis '{}' +` then re-exec as redis (gosu in 7.4-rc/alpine
+# at e9204996; later alpine entrypoints use `setpriv --reuid=redis --regid=redis
+# --clear-groups`), both under `set -e`. Sentinel runs as `redis-server <conf> --sentinel`,
+# so it takes the same path.
+_REDIS = Privileges(
+    runs_as=ImageUser("redis", 999, 1000),
+    capabilities=_CHOWN_THEN_DROP,
+    sources=(
+        "docker-library/redis 7.4-rc/alpine/Dockerfile @ e9204996",
+        "docker-library/redis 7.4-rc/alpine/docker-entrypoint.sh @ e9204996",
+    ),
+)
+
+# openbao/openbao Dockerfile @ df6ce2ce (since 2c052722, 2026-03-20): `addgroup openbao &&
+# adduser -S -G openbao openbao` (uid 100, the first free system uid on alpine; gid 1000, the
+# first free group), `USER openbao`. .release/docker/docker-entrypoint.sh no longer calls setcap
+# (mlock is gone) and uses su-exec only when started as root. A process that is not root holds
+# no capability, so none is added. The server and the agent run the same image.
+_OPENBAO = Privileges(
+    runs_as=ImageUser("openbao", 100, 1000),
+    capabilities=(),
+    sources=(
+        "openbao/openbao Dockerfile @ df6ce2ce",
+        "openbao/openbao .release/docker/docker-entrypoint.sh @ df6ce2ce",
+    ),
+)
+
+PRIVILEGES: Mapping[str, Privileges] = {
+    # docker-library/postgres 15/alpine3.23/Dockerfile @ 6edb0a8c: `addgroup -g 70 -S postgres;
+    # adduser -u 70 ...`; docker-entrypoint.sh (`set -Eeo pipefail`): as root,
+    # `find "$PGDATA" \! -user postgres -exec chown postgres '{}' +` (PGDATA is 0700 and the
+    # postgres user's after the first start), `chmod 00700 "$PGDATA" || :` (failure ignored),
+    # then `exec gosu postgres "$BASH_SOURCE" "$@"`. The init scripts in
+    # /docker-entrypoint-initdb.d run after the drop, as postgres.
+    "postgres": Privileges(
+        runs_as=ImageUser("postgres", 70, 70),
+        capabilities=_CHOWN_THEN_DROP,
+        sources=(
+            "docker-library/postgres 15/alpine3.23/Dockerfile @ 6edb0a8c",
+            "docker-library/postgres 15/alpine3.23/docker-entrypoint.sh @ 6edb0a8c",
+        ),
+    ),
+    "redis": _REDIS,
+    "redis-sentinel": _REDIS,
+    # prometheus/node_exporter Dockerfile: `USER nobody`, ENTRYPOINT /bin/node_exporter; it only
+    # reads /proc, /sys and the read-only /host.
+    "node-exporter": Privileges(
+        runs_as=ImageUser("nobody", 65534, 65534),
+        capabilities=(),
+        sources=("prometheus/node_exporter Dockerfile",),
+    ),
+    # BerriAI/litellm Dockerfile: no USER (root); docker/prod_entrypoint.sh only `exec litellm
+    # "$@"` (or supervisord with SEPARATE_HEALTH_APP=1). It writes only image files root owns.
+    "litellm": Privileges(
+        runs_as=ROOT,
+        capabilities=(),
+        sources=(
+            "BerriAI/litellm Dockerfile @ 003e9622",
+            "BerriAI/litellm docker/prod_entrypoint.sh @ 129d2ba5",
+        ),
+    ),
+    # open-webui/open-webui Dockerfile: `ARG UID=0 ARG GID=0`, `USER $UID:$GID` (root),
+    # CMD `bash start.sh`; backend/start.sh changes no owner and drops no user: it runs uvicorn.
+    # Its data directory is a root-owned bind mount.
+    "open-webui": Privileges(
+        runs_as=ROOT,
+        capabilities=(),
+        sources=(
+            "open-webui/open-webui Dockerfile @ 00a89829",
+            "open-webui/open-webui backend/start.sh @ 059cf821",
+        ),
+    ),
+    # open-webui/pipelines Dockerfile: no USER (root), ENTRYPOINT `bash start.sh`; start.sh pip
+    # installs and runs uvicorn as root, writing only root-owned paths.
+    "pipelines": Privileges(
+        runs_as=ROOT,
+        capabilities=(),
+        sources=(
+            "open-webui/pipelines Dockerfile @ 010aeb36",
+            "open-webui/pipelines start.sh @ 0c1d4abf",
+        ),
+    ),
+    "vault": _OPENBAO,
+    "vault-agent": _OPENBAO,
+}
+
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+
+
+def privileges_of(container: str) -> Privileges:
+    """The table's entry; a container without one is a programming error, not a config one."""
+    try:
+        return PRIVILEGES[container]
+    except KeyError:
+        raise KeyError(f"container {container!r} has no entry in the privileges table") from None
