@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ai_swarm_policies.contract import INSTANCE
 from components.config import ConfigError
 from dryrun.engine import (
     PLACEHOLDER_SECRETS,
@@ -16,8 +17,6 @@ from dryrun.engine import (
     run_program,
     stack_config,
 )
-
-INSTANCE = "oci:Core/instance:Instance"
 
 
 def _shape(run: ProgramRun) -> tuple[float, float]:

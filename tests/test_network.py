@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from ai_swarm_policies.contract import SECURITY_LIST
 from dryrun.engine import ProgramRun, run_program
 
-SECURITY_LIST = "oci:Core/securityList:SecurityList"
 TCP = "6"
 
 

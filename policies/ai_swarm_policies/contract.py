@@ -30,7 +30,6 @@ REMOTE_IMAGE: Final = "docker:index/remoteImage:RemoteImage"
 DOCKER_NETWORK: Final = "docker:index/network:Network"
 REMOTE_COMMAND: Final = "command:remote:Command"
 RANDOM_PASSWORD: Final = "random:index/randomPassword:RandomPassword"
-RANDOM_ID: Final = "random:index/randomId:RandomId"
 
 # Instance shapes the Always Free allowance covers.
 A1_SHAPE: Final = "VM.Standard.A1.Flex"

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ai_swarm_policies.contract import CONTAINER
 from dryrun.engine import ProgramRun
 
-CONTAINER = "docker:index/container:Container"
 HEALTHCHECK_TIMEOUT_S = 30.0
 
 
