@@ -1,8 +1,8 @@
 """The in-process engine and the offline dry run.
 
 The Pulumi CLI runs the policy pack as a script from its own directory, which makes its
-policies module top-level (`ai_swarm_policies`); the pack's directory goes on `sys.path` here,
-so that the dry run and the tests import it under that same name: one module object, not two.
+policies package top-level (`ai_swarm_policies`); the pack's directory goes on `sys.path` here,
+so that the dry run and the tests import it under that same name: one package, not two.
 """
 
 import sys
