@@ -26,7 +26,7 @@ from .contract import (
 )
 from .measure import InstanceSizes, measure_backups, measure_block_storage, measure_instances
 from .messages import fmt, largest, report_count, report_undecidable
-from .settings import count, number, settings, strings
+from .settings import count, default, number, settings, strings
 
 PROFILE_4X24_CONFIG: Final = "policies/profiles/a1-4x24.json"
 
@@ -154,6 +154,10 @@ BACKUP_SCHEMA: Final = PolicyConfigSchema(
         )
     }
 )
+
+
+# Always Free includes five volume backups, boot and block volumes together.
+MAX_VOLUME_BACKUPS: Final[int] = default(BACKUP_SCHEMA, "maxVolumeBackups")
 
 
 def _check_backups(args: StackValidationArgs, report: ReportViolation) -> None:

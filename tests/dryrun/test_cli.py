@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dryrun.engine import PROJECT_DIR
+import pulumi
+import pytest
+
+from dryrun import cli
+from dryrun.engine import PROJECT_DIR, ProgramError
 
 SECTIONS = ("1. Resources", "2. Budget of host swarm-a1", "3. Policies", "4. Deployment graph")
 
@@ -90,3 +94,24 @@ def test_json_holds_resources_budget_policies_and_graph() -> None:
     chain = document["graph"]["longestChain"]
     assert chain["length"] == len(chain["members"]) > 1
     assert document["exitCode"] == 0
+
+
+@pytest.mark.parametrize(
+    ("cause", "traceback_printed"),
+    [(pulumi.RunError("the program stops: nothing to deploy"), False), (ValueError("bug"), True)],
+)
+def test_a_clean_program_stop_prints_its_message_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    cause: Exception,
+    traceback_printed: bool,
+) -> None:
+    def failing(*_: object) -> object:
+        raise ProgramError(cause, ())
+
+    monkeypatch.setattr(cli, "dry_run", failing)
+    assert cli.main([]) == cli.EXIT_ERROR
+    stderr = capsys.readouterr().err
+    assert stderr.strip().splitlines()[-1] == f"error: {cause}"
+    # print_exception's last line names the exception's type: printed for a bug only.
+    assert (f"{type(cause).__name__}: {cause}" in stderr) is traceback_printed
