@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ai_swarm_policies.contract import CONTAINER
+from ai_swarm_policies import contract
 from dryrun.engine import ProgramRun
 
+CONTAINER = contract.CONTAINER
 HEALTHCHECK_TIMEOUT_S = 30.0
 
 
