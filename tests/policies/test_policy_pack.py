@@ -522,3 +522,16 @@ def test_an_unknown_ingress_source_is_a_violation() -> None:
     rule = {"protocol": "6", "source": UNKNOWN}
     found = only(analyze(analyzer(), security_list("open", rule)), "no-public-ingress")
     assert found.enforcementLevel == MANDATORY and "is not known until apply" in found.message
+
+
+def test_an_unknown_limit_fails_only_the_budget_that_needs_it() -> None:
+    stack = [instance("app"), container("db", cpus=UNKNOWN, memory=1024)]
+    found = analyze_stack(analyzer(), stack)
+    assert [d.policyName for d in found] == ["host-cpu-budget"]
+    assert "`cpus` is not known until apply" in found[0].message
+    assert found[0].urn == stack[1].urn
+    sized = [instance("app", memory_gb=UNKNOWN), container("db", cpus="1", memory=1024)]
+    assert {d.policyName for d in analyze_stack(analyzer(), sized)} == {
+        "a1-allowance",
+        "host-memory-budget",
+    }
