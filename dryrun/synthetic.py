@@ -102,7 +102,14 @@ def container(
     memory: int | str | None = 512,
     **extra: Any,
 ) -> Registration:
-    inputs: dict[str, Any] = {"name": name, "image": f"sha256:{name}", **extra}
+    # Hardened as the program's containers are, unless `extra` says otherwise.
+    inputs: dict[str, Any] = {
+        "name": name,
+        "image": f"sha256:{name}",
+        "capabilities": {"drops": ["ALL"]},
+        "securityOpts": ["no-new-privileges:true"],
+        **extra,
+    }
     if cpus is not None:
         inputs["cpus"] = cpus
     if memory is not None:

@@ -1,4 +1,8 @@
-"""no-public-ingress: nothing is reachable from the whole internet except `publicPorts`."""
+"""no-public-ingress: nothing is reachable from the internet except `publicPorts`.
+
+"The internet" is any source wider than /8 (IPv4) or /32 (IPv6): `0.0.0.0/1` plus
+`128.0.0.0/1` admit everyone as surely as `0.0.0.0/0` does.
+"""
 
 from __future__ import annotations
 
@@ -27,16 +31,32 @@ PUBLIC_INGRESS_SCHEMA: Final = PolicyConfigSchema(
             "items": {"type": "integer", "minimum": 1, "maximum": 65535},
             "default": [],
             "description": "Ports that may be reached from anywhere (0.0.0.0/0, ::/0).",
-        }
+        },
+        "minIpv4SourcePrefix": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 32,
+            "default": 8,
+            "description": "An IPv4 source wider than this prefix counts as the internet.",
+        },
+        "minIpv6SourcePrefix": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 128,
+            "default": 32,
+            "description": "An IPv6 source wider than this prefix counts as the internet.",
+        },
     }
 )
 
 
-def _is_everywhere(source: Any) -> bool:
+def _is_internet(source: Any, args: ResourceValidationArgs) -> bool:
     try:
-        return ipaddress.ip_network(str(source), strict=False).prefixlen == 0
+        network = ipaddress.ip_network(str(source), strict=False)
     except ValueError:
         return False  # a service label such as "all-fra-services-in-oracle-services-network"
+    setting = settings(args.get_config(), PUBLIC_INGRESS_SCHEMA)
+    return network.prefixlen < int(setting(f"minIpv{network.version}SourcePrefix"))
 
 
 _PROTOCOL_OPTIONS: Final = {"6": ("TCP", "tcpOptions"), "17": ("UDP", "udpOptions")}
@@ -104,7 +124,7 @@ def _check_public_ingress(args: ResourceValidationArgs, report: ReportViolation)
     kind = args.resource_type.rsplit(":", 1)[-1]
     for index, rule in rules:
         source = plain(rule, "source")
-        if plain(rule, "sourceType") not in (None, "CIDR_BLOCK") or not _is_everywhere(source):
+        if plain(rule, "sourceType") not in (None, "CIDR_BLOCK") or not _is_internet(source, args):
             continue
         protocol, ports = _rule_ports(rule, range_path)
         if _ports_allowed(ports, public):
@@ -151,7 +171,10 @@ def _check_container_ports(args: ResourceValidationArgs, report: ReportViolation
 def public_ingress_policy() -> Policy:
     return ResourceValidationPolicy(
         name="no-public-ingress",
-        description="Nothing is reachable from 0.0.0.0/0 or ::/0 except publicPorts.",
+        description=(
+            "Nothing is reachable from the internet (a source wider than /8, or /32 for IPv6) "
+            "except publicPorts."
+        ),
         validate=deciding(_check_public_ingress),
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=PUBLIC_INGRESS_SCHEMA,

@@ -13,6 +13,7 @@ from .baseline import (
     pinned_images_policy,
     protected_data_policy,
 )
+from .hardening import container_hardening_policy
 from .host_budget import host_budget_policies
 from .ingress import public_ingress_policy
 
@@ -27,6 +28,7 @@ def build_policies() -> list[Policy]:
         container_limits_policy(),
         arm64_policy(),
         public_ingress_policy(),
+        container_hardening_policy(),
         protected_data_policy(),
         pinned_images_policy(),
     ]

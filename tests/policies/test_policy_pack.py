@@ -58,7 +58,11 @@ EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
     "backup-allowance": {"maxVolumeBackups": 5},
     "host-memory-budget": {"hostReservedMemoryMb": 1536},
     "host-cpu-budget": {"maxCpuOvercommit": 1.5},
-    "no-public-ingress": {"publicPorts": []},
+    "no-public-ingress": {"publicPorts": [], "minIpv4SourcePrefix": 8, "minIpv6SourcePrefix": 32},
+    "container-hardening": {
+        "allowedCapabilities": ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"],
+        "writableHostPaths": ["/mnt/data"],
+    },
 }
 EXPECTED_LEVELS = {
     "a1-allowance": MANDATORY,
@@ -70,6 +74,7 @@ EXPECTED_LEVELS = {
     "container-limits-required": MANDATORY,
     "arm64-images": MANDATORY,
     "no-public-ingress": MANDATORY,
+    "container-hardening": MANDATORY,
     "protected-data": MANDATORY,
     "pinned-images": ADVISORY,
 }

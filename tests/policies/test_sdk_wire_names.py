@@ -53,7 +53,22 @@ weekly = oci.core.VolumeBackupPolicy(
 )
 oci.core.VolumeBackupPolicyAssignment("weekly-data", asset_id=data.id, policy_id=weekly.id)
 image = docker.RemoteImage("redis", name="redis:latest", platform="linux/amd64")
-for name, memory, ip in (("cache", 8192, "127.0.0.1"), ("cache-public", 4096, None)):
+hardened = dict(
+    capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN"]),
+    security_opts=["no-new-privileges:true"],
+    mounts=[docker.ContainerMountArgs(type="bind", source="/mnt/data/cache", target="/data")],
+)
+exposed = dict(
+    mounts=[
+        docker.ContainerMountArgs(
+            type="bind", source="/var/run/docker.sock", target="/s", read_only=True
+        )
+    ],
+)
+for name, memory, ip, extra in (
+    ("cache", 8192, "127.0.0.1", hardened),
+    ("cache-public", 4096, None, exposed),
+):
     docker.Container(
         name,
         image=image.image_id,
@@ -61,6 +76,7 @@ for name, memory, ip in (("cache", 8192, "127.0.0.1"), ("cache-public", 4096, No
         memory=memory,
         labels=[docker.ContainerLabelArgs(label="ai-swarm.host", value="host")],
         ports=[docker.ContainerPortArgs(internal=6379, external=6379, ip=ip)],
+        **extra,
     )
 """
 
@@ -93,6 +109,8 @@ def test_every_expected_violation_fires_on_sdk_made_resources(
     assert fired == {
         ("no-public-ingress", _urn(sdk_run, "open-https")),
         ("no-public-ingress", _urn(sdk_run, "cache-public")),
+        # the Docker socket, Docker's default capabilities, no no-new-privileges
+        ("container-hardening", _urn(sdk_run, "cache-public")),
         ("protected-data", _urn(sdk_run, "data")),
         ("arm64-images", _urn(sdk_run, "redis")),
         # boot 150 GB + volume 100 GB; memory 8,192 + 4,096 MB on a 12 GB host
@@ -121,3 +139,10 @@ def test_in_preview_the_backup_policy_is_joined_through_its_dependency(
     found = evaluate(preview.registrations).of_policy("backup-allowance")
     assert [(d.enforcement_level, d.urn) for d in found] == [("mandatory", "")]
     assert "keep 6 backups" in found[0].message
+
+
+def test_container_hardening_reads_the_sdk_names(report: PolicyReport) -> None:
+    [found] = report.of_policy("container-hardening")
+    assert "mounts the Docker socket /var/run/docker.sock" in found.message
+    assert "keeps Docker's default capabilities" in found.message
+    assert "set no-new-privileges" in found.message
