@@ -54,7 +54,13 @@ def proxy_config(routes: Sequence[ModelRoute]) -> dict[str, Any]:
                 "type": "redis",
                 "service_name": redis_service.MASTER_NAME,
                 "sentinel_nodes": [[redis_service.SENTINEL_HOST, redis_service.SENTINEL_PORT]],
+                # Its own ACL user, on the master and on the Sentinel alike: litellm's
+                # `_redis.py` sends the Sentinels the master's arguments (username included)
+                # with `sentinel_password` as the password. Since v1.88 `password` reaches the
+                # Sentinel-discovered master.
+                "username": redis_service.LITELLM_USER,
                 "password": "os.environ/REDIS_PASSWORD",
+                "sentinel_password": "os.environ/REDIS_PASSWORD",
             },
         },
         "general_settings": {
@@ -95,7 +101,7 @@ class LiteLLM(Service):
                     "DATABASE_URL": postgres.database_url(DATABASE),
                     "LITELLM_MASTER_KEY": self.api_key,
                     "LITELLM_SALT_KEY": salt_key,
-                    "REDIS_PASSWORD": redis.password,
+                    "REDIS_PASSWORD": redis.credentials(redis_service.LITELLM_USER).password,
                     **dict(settings.model_api_keys),
                 },
                 command=["--config", CONFIG_FILE, "--port", str(PORT)],

@@ -6,6 +6,7 @@ redis-sentinel, PostgreSQL 15, Vault), so a file is always one function of plain
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -83,3 +84,15 @@ def render_roles_sql(roles: Sequence[DatabaseRole]) -> str:
             f"GRANT ALL ON DATABASE {database} TO {role};",
         ]
     return "\n".join(statements) + "\n"
+
+
+def acl_user(name: str, password: str, rules: Sequence[str]) -> Directive:
+    """A redis.conf / sentinel.conf `user` line: enabled, its password as the SHA-256 Redis
+    compares (`#<hex>`, so the file holds no password a client could send), then its rules."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return ("user", [name, "on", f"#{digest}", *rules])
+
+
+def disabled_user(name: str) -> Directive:
+    """A `user` line for a user nobody can be: off, no password, no keys, channels or commands."""
+    return ("user", [name, "off", "resetpass", "resetkeys", "resetchannels", "-@all"])
