@@ -9,6 +9,7 @@ provider, dependencies, options, and the inputs in wire form with secrets and un
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import hashlib
 import json
@@ -319,6 +320,7 @@ def _secret_paths(wire: Any, prefix: str) -> list[str]:
 
 
 GENERATOR_PREFIX = "random:"
+RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 INSTANCE_TYPE = "oci:Core/instance:Instance"
 
 
@@ -367,10 +369,17 @@ def _fake(name: str, purpose: str, length: int) -> str:
     return (digest * (length // len(digest) + 1))[:length]
 
 
+def _fake_bytes(name: str, length: int) -> dict[str, str]:
+    """RandomBytes' two encodings of the same stand-in bytes."""
+    raw = bytes.fromhex(_fake(name, "bytes", 2 * length))
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
+
+
 def _created_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     length = int(inputs.get("length", 32))
     outputs: dict[str, dict[str, Any]] = {
         "random:index/randomPassword:RandomPassword": {"result": _fake(name, "password", length)},
+        RANDOM_BYTES: _fake_bytes(name, length),
         "oci:Core/publicIp:PublicIp": {"ipAddress": "192.0.2.10"},
         "oci:Core/instance:Instance": {"privateIp": "10.0.1.10", "state": "RUNNING"},
         "oci:Core/vcn:Vcn": {"defaultSecurityListId": f"{name}-default-security-list"},

@@ -122,10 +122,22 @@ class DataDir:
 
     name: str
     container_path: str
+    # "uid:gid" (numeric) that must own the directory, for images that run as a non-root user.
+    owner: str | None = None
 
     @property
     def host_path(self) -> str:
         return f"{DATA_ROOT}/{self.name}"
+
+
+@dataclass(frozen=True)
+class SharedVolume:
+    """A Docker volume mounted at `container_path`, for files one container writes and another
+    reads (e.g. a tmpfs volume, whose contents never reach a disk)."""
+
+    volume: docker.Volume
+    container_path: str
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,8 +147,11 @@ class ContainerSpec:
     env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     secret_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     command: Sequence[pulumi.Input[str]] = ()
+    # Replaces the image's entrypoint when set (`command` then becomes its arguments).
+    entrypoint: Sequence[str] = ()
     uploads: Sequence[Upload] = ()
     data: Sequence[DataDir] = ()
+    volumes: Sequence[SharedVolume] = ()
     published_port: int | None = None  # a UI: published on ServiceContext.ui_ip only
     depends_on: Sequence[pulumi.Resource] = ()
     # The host's own view (node-exporter): host network and PID namespace, `/` read-only.
@@ -146,11 +161,12 @@ class ContainerSpec:
 def data_dirs_script(dirs: Sequence[DataDir]) -> str:
     """Make the data directories, refusing while the data volume is not mounted."""
     paths = " ".join(d.host_path for d in dirs)
+    owned = "".join(f"sudo chown {d.owner} {d.host_path}\n" for d in dirs if d.owner)
     return (
         "set -eu\n"
         f"mountpoint -q {DATA_ROOT} || {{ echo '{DATA_ROOT} is not mounted' >&2; exit 1; }}\n"
         f"sudo mkdir -p {paths}\n"
-    )
+    ) + owned
 
 
 S = TypeVar("S", bound="Service")
@@ -276,6 +292,7 @@ class Service(pulumi.ComponentResource):
             ],
             envs=_envs(spec.env, spec.secret_env),
             command=list(spec.command) or None,
+            entrypoints=list(spec.entrypoint) or None,
             uploads=_uploads([owned_by(u, privileges) for u in spec.uploads]),
             ports=self._ports(spec),
             capabilities=docker.ContainerCapabilitiesArgs(
@@ -291,6 +308,15 @@ class Service(pulumi.ComponentResource):
                         type="bind", source=d.host_path, target=d.container_path
                     )
                     for d in spec.data
+                ),
+                *(
+                    docker.ContainerMountArgs(
+                        type="volume",
+                        source=v.volume.name,
+                        target=v.container_path,
+                        read_only=v.read_only,
+                    )
+                    for v in spec.volumes
                 ),
             ]
             or None,

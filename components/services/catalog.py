@@ -45,7 +45,8 @@ CATALOG: Mapping[str, ServiceEntry] = {
             "LiteLLM",
             "ghcr.io/berriai/litellm:v1.88.0",
             ("litellm",),
-            needs=("postgres", "redis"),
+            # Its secrets come from the Vault Agent's rendered file.
+            needs=("postgres", "redis", "vault"),
             ui_port=4000,
         ),
         ServiceEntry(
@@ -61,6 +62,7 @@ CATALOG: Mapping[str, ServiceEntry] = {
         ServiceEntry(
             "pipelines", "Pipelines", "ghcr.io/open-webui/pipelines:git-adec657", ("pipelines",)
         ),
-        ServiceEntry("vault", "Vault", "hashicorp/vault:1.15.6", ("vault", "vault-agent")),
+        # OpenBao, the open-source continuation of Vault (same API, CLI verbs and Agent).
+        ServiceEntry("vault", "Vault", "openbao/openbao:2.7.2", ("vault", "vault-agent")),
     )
 }

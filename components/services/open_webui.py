@@ -34,9 +34,8 @@ class OpenWebUI(Service):
         postgres, redis = args.peer(Postgres), args.peer(Redis)
         litellm, pipelines = args.peer(LiteLLM), args.optional_peer(Pipelines)
         backends: list[LiteLLM | Pipelines] = [litellm, *([pipelines] if pipelines else [])]
-        # Straight to the master as its own user: it cannot authenticate to the Sentinel (see
-        # components/services/redis.py), so no REDIS_/WEBSOCKET_SENTINEL_* is set.
-        redis_url = redis.direct_url(redis_service.OPENWEBUI_USER)
+        redis_url = redis.url()
+        sentinel = {"HOSTS": redis_service.SENTINEL_HOST, "PORT": str(redis_service.SENTINEL_PORT)}
         self.run(
             ContainerSpec(
                 name="open-webui",
@@ -53,6 +52,8 @@ class OpenWebUI(Service):
                     "ENABLE_PERSISTENT_CONFIG": "false",
                     "ENABLE_WEBSOCKET_SUPPORT": "true",
                     "WEBSOCKET_MANAGER": "redis",
+                    **{f"REDIS_SENTINEL_{k}": v for k, v in sentinel.items()},
+                    **{f"WEBSOCKET_SENTINEL_{k}": v for k, v in sentinel.items()},
                 },
                 secret_env={
                     "OPENAI_API_KEYS": pulumi.Output.all(*(b.api_key for b in backends)).apply(

@@ -122,9 +122,15 @@ PRIVILEGES: Mapping[str, Privileges] = {
     ),
     # BerriAI/litellm Dockerfile: no USER (root); docker/prod_entrypoint.sh only `exec litellm
     # "$@"` (or supervisord with SEPARATE_HEALTH_APP=1). It writes only image files root owns.
+    # Its secrets are a file the Vault Agent (uid 100) renders 0600 into a 0700 tmpfs directory.
     "litellm": Privileges(
         runs_as=ROOT,
-        capabilities=(),
+        capabilities=(
+            Capability(
+                "DAC_READ_SEARCH",
+                "root reads the 0600 file the Vault Agent's user renders (services.vault)",
+            ),
+        ),
         sources=(
             "BerriAI/litellm Dockerfile @ 003e9622",
             "BerriAI/litellm docker/prod_entrypoint.sh @ 129d2ba5",

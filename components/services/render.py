@@ -1,14 +1,15 @@
 """Renderers for the files the services read, from typed values only; no Pulumi here.
 
 The integration tests feed these same functions' output to the real daemons (redis-server,
-redis-sentinel, PostgreSQL 15, Vault), so a file is always one function of plain data.
+redis-sentinel, PostgreSQL 15, OpenBao, the LiteLLM proxy), so a file is always one function of
+plain data.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,13 +87,51 @@ def render_roles_sql(roles: Sequence[DatabaseRole]) -> str:
     return "\n".join(statements) + "\n"
 
 
-def acl_user(name: str, password: str, rules: Sequence[str]) -> Directive:
-    """A redis.conf / sentinel.conf `user` line: enabled, its password as the SHA-256 Redis
-    compares (`#<hex>`, so the file holds no password a client could send), then its rules."""
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return ("user", [name, "on", f"#{digest}", *rules])
+def render_env_template(paths: Mapping[str, str], field: str) -> str:
+    """A Vault Agent (consul-template) template for an environment file: one `NAME=value` line
+    per variable, read from the `field` of the KV v2 secret at its API path. The Agent renders
+    nothing until every secret exists, so the file is never partial."""
+    return "".join(
+        f'{{{{ with secret "{path}" }}}}{name}={{{{ .Data.data.{field} }}}}\n{{{{ end }}}}'
+        for name, path in paths.items()
+    )
 
 
-def disabled_user(name: str) -> Directive:
-    """A `user` line for a user nobody can be: off, no password, no keys, channels or commands."""
-    return ("user", [name, "off", "resetpass", "resetkeys", "resetchannels", "-@all"])
+def render_env_runner(env_file: str, program: str, wait_s: int, poll_s: int) -> str:
+    """A POSIX sh entrypoint: wait up to `wait_s` seconds for `env_file`, export its
+    `NAME=value` lines (read, never sourced: a value is data, not shell), run `program` with the
+    script's arguments, and exit 75 once the file changes so that the container's restart
+    policy starts the program again with the new values. TERM/INT are passed on to `program`."""
+    file = shlex.quote(env_file)
+    return f"""set -eu
+waited=0
+until [ -s {file} ]; do
+  if [ "$waited" -ge {wait_s} ]; then
+    echo "{env_file} did not appear within {wait_s} s" >&2
+    exit 1
+  fi
+  sleep 1
+  waited=$((waited + 1))
+done
+loaded="$(cksum < {file})"
+while IFS= read -r line || [ -n "$line" ]; do
+  case "$line" in
+    [A-Z]*=*) export "$line" ;;
+    *) echo "skipping a line of {env_file} that is not NAME=value" >&2 ;;
+  esac
+done < {file}
+{shlex.quote(program)} "$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null || true; wait "$child" || true; exit 143' TERM INT
+while kill -0 "$child" 2>/dev/null; do
+  sleep {poll_s} &
+  wait "$!" || true
+  if [ "$(cksum < {file} 2>/dev/null || true)" != "$loaded" ]; then
+    echo "{env_file} changed: stopping so that the new values are loaded on restart" >&2
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" || true
+    exit 75
+  fi
+done
+wait "$child"
+"""

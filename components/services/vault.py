@@ -1,79 +1,306 @@
-"""Vault: a server (never dev mode) on file storage, and a Vault Agent from the same image.
+"""Vault, served by OpenBao: a server that initialises and unseals itself, and an Agent that
+renders LiteLLM's secrets into a file LiteLLM reads.
 
-Initialising, unsealing and filling Vault is its own issue; here both containers exist and
-report healthy whether Vault is uninitialised, sealed or serving.
+- Storage is integrated raft on the data volume. The `static` seal wraps the root key with a
+  32-byte key from pulumi-random, uploaded into the server container's own filesystem (never
+  the data volume): a copy of the volume alone cannot be unsealed, and the server unseals
+  itself on every start.
+- The `initialize` stanzas in the server config run once, on empty storage: they mount KV v2,
+  enable AppRole, write the policies and roles, and OpenBao revokes the root token they used.
+  With an auto-unseal, self-initialisation makes no recovery keys either.
+- Later writes (LiteLLM's secrets, the Agent's secret-id) are remote commands that run
+  `bao` inside the server container as the provisioner role, which logs in from the
+  container's own loopback only and may only write LiteLLM's secrets and the Agent's
+  secret-id. Every value travels on the command's stdin.
+- The Agent logs in with AppRole (role-id and secret-id uploaded as 0600 files) and renders
+  LiteLLM's environment file (0600) onto a tmpfs volume LiteLLM mounts read-only.
 """
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
+import pulumi_random as random
 
 from components.services.base import (
+    HOST_LABEL,
+    INSTANCE_LABEL,
     ContainerSpec,
     DataDir,
     Health,
     Service,
     ServiceArgs,
+    SharedVolume,
     Upload,
     http_probe,
 )
-from components.services.render import render_json
+from components.services.render import render_env_template, render_json
 
 PORT = 8200
-ADDRESS = f"http://vault:{PORT}"
-SERVER_CONFIG_FILE = "/vault/config/vault.json"  # the entrypoint's `server` reads /vault/config
-AGENT_CONFIG_FILE = "/vault/agent.json"  # outside /vault/config: the server must not read it
-# The image's entrypoint hands /vault/file to the vault user: both containers keep state there.
-STATE_DIR = "/vault/file"
-# Healthy means "answering": 200 also when uninitialised (501) or sealed (503), or standby.
-HEALTH_PATH = "/v1/sys/health?uninitcode=200&sealedcode=200&standbyok=true"
-SERVICES_SECRET = "kv/data/ai-swarm/services"
+CLUSTER_PORT = 8201
+SERVER_NAME = "vault"
+AGENT_NAME = "vault-agent"
+ADDRESS = f"http://{SERVER_NAME}:{PORT}"
+LOCAL_ADDRESS = f"http://127.0.0.1:{PORT}"
+# The openbao image runs as `openbao`, made by `adduser -S` (the first system uid, 100) in
+# group `openbao` (`addgroup`, the first user gid, 1000); its UBI flavour spells the same ids
+# out (`--uid 100`, `--gid 1000`). Source: openbao/openbao, Dockerfile.
+OPENBAO_UID = "100"
+OPENBAO_GID = "1000"
+OPENBAO_OWNER = f"{OPENBAO_UID}:{OPENBAO_GID}"
+# The image's entrypoint runs `bao server -config=/openbao/config` (every .hcl/.json file in it).
+# Its optional `setcap` and `chown` steps cannot work for a process without capabilities: the
+# SKIP_ variables turn them off where the entrypoint still has them. Source: openbao/openbao,
+# .release/docker/docker-entrypoint.sh.
+CONFIG_DIR = "/openbao/config"
+SERVER_CONFIG_FILE = f"{CONFIG_DIR}/server.json"
+SKIP_ENTRYPOINT_STEPS = {"SKIP_SETCAP": "true", "SKIP_CHOWN": "true"}
+RAFT_DIR = "/openbao/raft"
+SEAL_DIR = "/openbao/seal"  # in the container's own filesystem: off the data volume
+AGENT_DIR = "/openbao/agent"
+AGENT_CONFIG_FILE = f"{AGENT_DIR}/agent.json"
+ROLE_ID_FILE = f"{AGENT_DIR}/role-id"
+SECRET_ID_FILE = f"{AGENT_DIR}/secret-id"
+RENDERED_DIR = "/openbao/rendered"  # the tmpfs volume, in the Agent
+LITELLM_ENV_FILE = "litellm.env"
+# The Agent re-reads KV v2 secrets this often (they have no lease to watch).
+RENDER_INTERVAL = "30s"
+# tmpfs mode of the rendered volume: only the Agent's user (and root, as which LiteLLM runs)
+# can enter it.
+RENDERED_VOLUME_OPTIONS = f"size=1m,uid={OPENBAO_UID},gid={OPENBAO_GID},mode=0700"
+
+KV_MOUNT = "kv"
+LITELLM_PATH = "ai-swarm/litellm"  # one KV secret per variable under it, field `value`
+VALUE_FIELD = "value"
+AGENT_ROLE = "litellm-agent"
+AGENT_POLICY = "litellm-agent"
+PROVISIONER_ROLE = "ai-swarm-provisioner"
+PROVISIONER_POLICY = "ai-swarm-provisioner"
+LOOPBACK_CIDR = "127.0.0.1/32"
+# Where the remote commands run `bao`: in the server container, so the provisioner's login
+# comes from the container's own loopback. These commands run in SSH sessions opened after the
+# host's readiness gate, so the login already carries the docker group.
+IN_SERVER = f"docker exec -i {SERVER_NAME} "
+
+# Bump to rotate the seal key: the new key becomes current and the old one stays as previous,
+# which the server needs once to rewrap its root key (README, "Vault (OpenBao)").
+SEAL_KEY_GENERATION = 1
+SEAL_KEY_BYTES = 32  # AES-256-GCM, the only key the static seal takes
 
 
-def server_config() -> dict[str, Any]:
+def seal_key_id(generation: int) -> str:
+    return f"ai-swarm-{generation}"
+
+
+def seal_key_file(generation: int) -> str:
+    return f"{SEAL_DIR}/{seal_key_id(generation)}.key"
+
+
+def kv_data_path(variable: str) -> str:
+    """The API path the Agent reads a variable from (KV v2 puts `data/` after the mount)."""
+    return f"{KV_MOUNT}/data/{LITELLM_PATH}/{variable}"
+
+
+def seal_stanza(generation: int) -> dict[str, Any]:
+    """The static seal with the current key and, after a rotation, the one before it."""
+    stanza = {
+        "current_key_id": seal_key_id(generation),
+        "current_key": f"file://{seal_key_file(generation)}",
+    }
+    if generation > 1:
+        stanza["previous_key_id"] = seal_key_id(generation - 1)
+        stanza["previous_key"] = f"file://{seal_key_file(generation - 1)}"
+    return {"static": stanza}
+
+
+def policy(rules: Mapping[str, Sequence[str]]) -> str:
+    """An ACL policy (JSON form) granting `capabilities` on each path."""
+    return render_json(
+        {"path": {path: {"capabilities": list(caps)} for path, caps in rules.items()}}
+    )
+
+
+def _request(operation: str, path: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"operation": operation, "path": path, "data": dict(data)}
+
+
+def initialize_stanzas() -> list[dict[str, Any]]:
+    """Self-initialisation, run by the server once on empty storage with a root token that it
+    revokes afterwards. Names follow OpenBao's `^[A-Za-z_][A-Za-z0-9_-]*$`."""
+    litellm_secrets = f"{KV_MOUNT}/data/{LITELLM_PATH}/*"
+    agent_policy = policy({litellm_secrets: ["read"]})
+    provisioner_policy = policy(
+        {
+            litellm_secrets: ["create", "update"],
+            f"auth/approle/role/{AGENT_ROLE}/custom-secret-id": ["update"],
+            f"auth/approle/role/{AGENT_ROLE}/secret-id/lookup": ["update"],
+        }
+    )
+    return [
+        {
+            "engines": {
+                "request": [
+                    {"kv": _request("update", f"sys/mounts/{KV_MOUNT}", {"type": "kv-v2"})},
+                    {"approle": _request("update", "sys/auth/approle", {"type": "approle"})},
+                ]
+            }
+        },
+        {
+            "policies": {
+                "request": [
+                    {
+                        "agent_policy": _request(
+                            "update", f"sys/policies/acl/{AGENT_POLICY}", {"policy": agent_policy}
+                        )
+                    },
+                    {
+                        "provisioner_policy": _request(
+                            "update",
+                            f"sys/policies/acl/{PROVISIONER_POLICY}",
+                            {"policy": provisioner_policy},
+                        )
+                    },
+                ]
+            }
+        },
+        {
+            "roles": {
+                "request": [
+                    {
+                        "agent_role": _request(
+                            "update",
+                            f"auth/approle/role/{AGENT_ROLE}",
+                            {
+                                "role_id": AGENT_ROLE,
+                                "token_policies": [AGENT_POLICY],
+                                "secret_id_ttl": 0,
+                                "secret_id_num_uses": 0,
+                                "token_ttl": "1h",
+                                "token_max_ttl": "4h",
+                            },
+                        )
+                    },
+                    {
+                        # No secret-id: only a process inside the server container, whose
+                        # loopback this is, can log in, and whoever can do that can read the
+                        # seal key anyway.
+                        "provisioner_role": _request(
+                            "update",
+                            f"auth/approle/role/{PROVISIONER_ROLE}",
+                            {
+                                "role_id": PROVISIONER_ROLE,
+                                "bind_secret_id": False,
+                                "secret_id_bound_cidrs": [LOOPBACK_CIDR],
+                                "token_bound_cidrs": [LOOPBACK_CIDR],
+                                "token_policies": [PROVISIONER_POLICY],
+                                "token_ttl": "60s",
+                                "token_max_ttl": "60s",
+                            },
+                        )
+                    },
+                ]
+            }
+        },
+    ]
+
+
+def server_config(seal_generation: int = SEAL_KEY_GENERATION) -> dict[str, Any]:
     """Listens inside its container only: no port is published, so only the services' network
-    reaches it. Plain HTTP on that network until the TLS issue lands."""
+    reaches it. Plain HTTP on that network until the TLS issue lands. mlock does not exist in
+    OpenBao 2.x, so there is no `disable_mlock` and no IPC_LOCK."""
     return {
-        "storage": {"file": {"path": STATE_DIR}},
+        "storage": {"raft": {"path": RAFT_DIR, "node_id": SERVER_NAME}},
         "listener": {"tcp": {"address": f"0.0.0.0:{PORT}", "tls_disable": True}},
         "api_addr": ADDRESS,
-        "disable_mlock": False,  # IPC_LOCK is granted
+        "cluster_addr": f"http://{SERVER_NAME}:{CLUSTER_PORT}",
+        "seal": seal_stanza(seal_generation),
+        "initialize": initialize_stanzas(),
         "ui": False,
         "log_level": "info",
     }
 
 
-def agent_config() -> dict[str, Any]:
-    """AppRole auto-auth from files the init flow drops into the agent's data directory; until
-    then the agent retries, and the template renders once a token and the secret exist."""
+def agent_config(variables: Sequence[str]) -> dict[str, Any]:
+    """AppRole auto-auth from the uploaded files (kept: a restarted Agent logs in again) and one
+    template, LiteLLM's environment file. No token sink: nothing else needs the Agent's token."""
     return {
         "vault": {"address": ADDRESS},
         "auto_auth": {
-            "method": {
-                "type": "approle",
-                "config": {
-                    "role_id_file_path": f"{STATE_DIR}/role-id",
-                    "secret_id_file_path": f"{STATE_DIR}/secret-id",
-                    "remove_secret_id_file_after_reading": False,
-                },
-            },
-            "sink": [{"type": "file", "config": {"path": f"{STATE_DIR}/token"}}],
+            "method": [
+                {
+                    "type": "approle",
+                    "config": {
+                        "role_id_file_path": ROLE_ID_FILE,
+                        "secret_id_file_path": SECRET_ID_FILE,
+                        "remove_secret_id_file_after_reading": False,
+                    },
+                }
+            ]
         },
-        "template_config": {"exit_on_retry_failure": False, "static_secret_render_interval": "5m"},
+        "template_config": {"static_secret_render_interval": RENDER_INTERVAL},
         "template": [
             {
-                "destination": f"{STATE_DIR}/rendered/services.env",
-                "contents": (
-                    f'{{{{ with secret "{SERVICES_SECRET}" }}}}'
-                    "{{ range $key, $value := .Data.data }}{{ $key }}={{ $value }}\n{{ end }}"
-                    "{{ end }}"
+                "destination": f"{RENDERED_DIR}/{LITELLM_ENV_FILE}",
+                "contents": render_env_template(
+                    {name: kv_data_path(name) for name in variables}, VALUE_FIELD
                 ),
                 "perms": "0600",
             }
         ],
     }
+
+
+def as_provisioner(bao_command: str) -> str:
+    """A shell program that logs in as the provisioner and then runs `bao_command` (which may
+    read this program's stdin). The short-lived token stays in this process's environment."""
+    login = f"bao write -field=token auth/approle/login role_id={PROVISIONER_ROLE}"
+    return f'set -eu\nBAO_TOKEN="$({login})"\nexport BAO_TOKEN\n{bao_command}\n'
+
+
+def in_server(program: str) -> str:
+    """The host's script: `program` run by sh inside the server container, stdin passed on."""
+    return f"set -eu\n{IN_SERVER}sh -c {shlex.quote(program)}\n"
+
+
+def kv_put_program(variable: str) -> str:
+    """Write stdin, as is, into the variable's KV secret (a new version when it changed)."""
+    path = f"{LITELLM_PATH}/{variable}"
+    put = f"bao kv put -mount={KV_MOUNT} {path} {VALUE_FIELD}=- >/dev/null"
+    return as_provisioner(put)
+
+
+def secret_id_program() -> str:
+    """Register stdin as the Agent's secret-id unless Vault knows it already (a replaced host
+    finds the data volume's Vault with it)."""
+    role = f"auth/approle/role/{AGENT_ROLE}"
+    register = "\n".join(
+        [
+            'secret_id="$(cat)"',
+            f'if printf %s "$secret_id" | bao write -format=json {role}/secret-id/lookup'
+            " secret_id=- | grep -q secret_id_accessor; then exit 0; fi",
+            f'printf %s "$secret_id" | bao write {role}/custom-secret-id secret_id=- >/dev/null',
+        ]
+    )
+    return as_provisioner(register)
+
+
+@dataclass(frozen=True)
+class RenderedEnv:
+    """What a consumer of a rendered file needs: the volume to mount, the file's name in it,
+    and the resources that must exist before it starts."""
+
+    volume: docker.Volume
+    file_name: str
+    ready: Sequence[pulumi.Resource]
+
+    def mount(self, container_path: str) -> SharedVolume:
+        return SharedVolume(self.volume, container_path, read_only=True)
 
 
 class Vault(Service):
@@ -83,27 +310,106 @@ class Vault(Service):
         self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, args, opts)
-        server = self.run(
+        seal_uploads = [self._seal_key_upload(g) for g in self._seal_generations()]
+        self.server = self.run(
             ContainerSpec(
-                name="vault",
-                health=Health(http_probe(f"http://127.0.0.1:{PORT}{HEALTH_PATH}", "wget")),
-                env={"VAULT_ADDR": f"http://127.0.0.1:{PORT}"},
+                name=SERVER_NAME,
+                # Fails on 501 (not initialised) and 503 (sealed), as on any other non-2xx.
+                health=Health(http_probe(f"{LOCAL_ADDRESS}/v1/sys/health", "wget")),
+                # BAO_ADDR serves the `bao` the remote commands run in this container.
+                env={"BAO_ADDR": LOCAL_ADDRESS, **SKIP_ENTRYPOINT_STEPS},
                 command=["server"],
-                uploads=[Upload(SERVER_CONFIG_FILE, render_json(server_config()))],
-                data=[DataDir("vault/file", STATE_DIR), DataDir("vault/logs", "/vault/logs")],
+                uploads=[Upload(SERVER_CONFIG_FILE, render_json(server_config())), *seal_uploads],
+                data=[DataDir("vault/raft", RAFT_DIR, owner=OPENBAO_OWNER)],
             )
         )
-        self.run(
-            ContainerSpec(
-                name="vault-agent",
-                # The agent serves nothing itself: healthy means its Vault answers.
-                health=Health(http_probe(f"{ADDRESS}{HEALTH_PATH}", "wget")),
-                # No IPC_LOCK here: skip the entrypoint's setcap attempt and its warning.
-                env={"SKIP_SETCAP": "true", "VAULT_ADDR": ADDRESS},
-                command=["agent", f"-config={AGENT_CONFIG_FILE}"],
-                uploads=[Upload(AGENT_CONFIG_FILE, render_json(agent_config()))],
-                data=[DataDir("vault/agent", STATE_DIR)],
-                depends_on=[server],
-            )
+        self.rendered = docker.Volume(
+            f"{name}-rendered",
+            name=f"{name}-rendered",
+            driver="local",
+            driver_opts={"type": "tmpfs", "device": "tmpfs", "o": RENDERED_VOLUME_OPTIONS},
+            labels=[
+                docker.VolumeLabelArgs(label=HOST_LABEL, value=self.context.host_name),
+                docker.VolumeLabelArgs(label=INSTANCE_LABEL, value=self.context.instance_id),
+            ],
+            opts=self._child(),
         )
         self.finish()
+
+    def _seal_generations(self) -> list[int]:
+        return [g for g in (SEAL_KEY_GENERATION - 1, SEAL_KEY_GENERATION) if g >= 1]
+
+    def _seal_key_upload(self, generation: int) -> Upload:
+        key = random.RandomBytes(
+            f"{self.name}-seal-key-{generation}",
+            length=SEAL_KEY_BYTES,
+            # A lost seal key makes every byte in Vault unreadable.
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        return Upload(
+            seal_key_file(generation),
+            pulumi.Output.secret(key.base64),
+            secret=True,
+            owner=OPENBAO_UID,
+            group=OPENBAO_GID,
+            permissions="0400",
+        )
+
+    def _host_step(
+        self,
+        purpose: str,
+        script: str,
+        stdin: pulumi.Input[str],
+        depends_on: Sequence[pulumi.Resource],
+    ) -> command.remote.Command:
+        """A step on the host with a secret on stdin: redone on a new instance and whenever the
+        value changes, its output never logged."""
+        return command.remote.Command(
+            f"{self.name}-{purpose}",
+            connection=self.context.connection,
+            create=script,
+            update=script,
+            stdin=pulumi.Output.secret(stdin),
+            logging=command.remote.Logging.NONE,
+            triggers=[self.context.instance_id],
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(depends_on), additional_secret_outputs=["stdout"]
+            ),
+        )
+
+    def feed_litellm(self, secrets: Mapping[str, pulumi.Input[str]]) -> RenderedEnv:
+        """Write LiteLLM's secrets into KV (one resource per variable, so a changed value
+        rewrites that one only) and start the Agent that renders them into LiteLLM's file."""
+        writes = [
+            self._host_step(
+                f"kv-{variable}", in_server(kv_put_program(variable)), value, [self.server]
+            )
+            for variable, value in sorted(secrets.items())
+        ]
+        secret_id = self.generated_secret("agent-secret-id")
+        approle = self._host_step(
+            "agent-approle", in_server(secret_id_program()), secret_id, [self.server]
+        )
+        rendered_file = f"{RENDERED_DIR}/{LITELLM_ENV_FILE}"
+        agent = self.run(
+            ContainerSpec(
+                name=AGENT_NAME,
+                # The file exists once the Agent has logged in and read every secret in it.
+                health=Health(["CMD-SHELL", f"test -s {rendered_file}"]),
+                env=SKIP_ENTRYPOINT_STEPS,
+                command=["agent", f"-config={AGENT_CONFIG_FILE}"],
+                uploads=[
+                    Upload(AGENT_CONFIG_FILE, render_json(agent_config(sorted(secrets)))),
+                    self._agent_file(ROLE_ID_FILE, AGENT_ROLE),
+                    self._agent_file(SECRET_ID_FILE, secret_id),
+                ],
+                volumes=[SharedVolume(self.rendered, RENDERED_DIR)],
+                depends_on=[self.server, approle, *writes],
+            )
+        )
+        return RenderedEnv(self.rendered, LITELLM_ENV_FILE, [agent, *writes])
+
+    def _agent_file(self, path: str, content: pulumi.Input[str]) -> Upload:
+        return Upload(
+            path, content, secret=True, owner=OPENBAO_UID, group=OPENBAO_GID, permissions="0600"
+        )

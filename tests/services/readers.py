@@ -107,3 +107,11 @@ def strings(value: Any) -> list[str]:
 def directives(text: str) -> list[list[str]]:
     """A redis.conf / sentinel.conf / pg_hba.conf as lines of words (no quoting in these)."""
     return [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def vault_secret(run: ProgramRun, variable: str) -> str:
+    """The value the program writes into Vault for one of LiteLLM's variables (its KV write
+    command's stdin)."""
+    value = run.one(COMMAND, f"vault-kv-{variable}").inputs["stdin"]
+    assert isinstance(value, str)
+    return value

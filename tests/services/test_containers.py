@@ -146,8 +146,8 @@ DATA_DIRS = {
     "litellm": {},  # keeps its state in Postgres
     "open-webui": {"open-webui": "/app/backend/data"},
     "pipelines": {"pipelines": "/app/pipelines"},
-    "vault": {"vault/file": "/vault/file", "vault/logs": "/vault/logs"},
-    "vault-agent": {"vault/agent": "/vault/file"},
+    "vault": {"vault/raft": "/openbao/raft"},
+    "vault-agent": {},  # its files are uploads, its rendered output a tmpfs volume
 }
 
 
@@ -178,7 +178,7 @@ def test_data_directories_are_made_on_the_mounted_volume_first(
     ]
     script = made.inputs["create"]
     assert script.index("mountpoint -q /mnt/data") < script.index("mkdir -p")
-    assert set(script.split("mkdir -p ", 1)[1].split()) == set(binds(registration))
+    assert set(script.split("mkdir -p ", 1)[1].splitlines()[0].split()) == set(binds(registration))
     assert made.inputs["triggers"] == [instance_id(free_run)]
 
 
@@ -204,7 +204,8 @@ def test_no_port_is_published_on_every_interface(
 def test_every_docker_resource_uses_the_hosts_provider(free_run: ProgramRun) -> None:
     provider = free_run.one(PROVIDER)
     docker_resources = [r for r in free_run.registrations if r.type.startswith("docker:")]
-    assert len(docker_resources) == len(IDS) + len(CATALOG) + 1
+    # A container each, an image per service, the services' network, the Agent's tmpfs volume.
+    assert len(docker_resources) == len(IDS) + len(CATALOG) + 2
     # A provider reference is "<urn>::<id>".
     assert {r.provider.rsplit("::", 1)[0] for r in docker_resources} == {provider.urn}
 

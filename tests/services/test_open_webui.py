@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 
 from dryrun.engine import ProgramRun
-from tests.services.readers import container, depends_on, env, run_with
-from tests.services.test_redis import CONF as REDIS_CONF
-from tests.services.test_redis import digest, openwebui_password, users
+from tests.services.readers import container, depends_on, env, run_with, vault_secret
 
 
 def test_uses_litellm_and_pipelines_as_openai_backends_with_their_keys(
@@ -19,7 +17,7 @@ def test_uses_litellm_and_pipelines_as_openai_backends_with_their_keys(
         "http://pipelines:9099",
     ]
     assert webui["OPENAI_API_KEYS"].split(";") == [
-        env(container(free_run, "litellm"))["LITELLM_MASTER_KEY"],
+        vault_secret(free_run, "LITELLM_MASTER_KEY"),
         env(container(free_run, "pipelines"))["PIPELINES_API_KEY"],
     ]
     assert webui["ENABLE_OLLAMA_API"] == "false"
@@ -30,7 +28,7 @@ def test_without_pipelines_only_litellm_is_listed() -> None:
     run = run_with({"services": '{"pipelines": {"enabled": false}}'})
     webui = env(container(run, "open-webui"))
     assert webui["OPENAI_API_BASE_URLS"] == "http://litellm:4000/v1"
-    assert webui["OPENAI_API_KEYS"] == env(container(run, "litellm"))["LITELLM_MASTER_KEY"]
+    assert webui["OPENAI_API_KEYS"] == vault_secret(run, "LITELLM_MASTER_KEY")
     assert depends_on(run, container(run, "open-webui")) == {
         "postgres",
         "redis",
@@ -45,16 +43,15 @@ def test_keeps_its_secret_and_applies_env_changes(free_run: ProgramRun) -> None:
     assert webui["ENABLE_PERSISTENT_CONFIG"] == "false"
 
 
-def test_database_and_redis_as_its_own_user_on_the_master(free_run: ProgramRun) -> None:
+def test_database_and_redis_through_sentinel(free_run: ProgramRun) -> None:
     webui = env(container(free_run, "open-webui"))
     assert webui["DATABASE_URL"].endswith("@postgres:5432/openwebui")
-    password = openwebui_password(free_run)
-    assert webui["REDIS_URL"] == f"redis://openwebui:{password}@redis:6379/0"
-    assert users(free_run, "redis", REDIS_CONF)["openwebui"][1] == digest(password)
+    password = env(container(free_run, "redis"))["REDISCLI_AUTH"]
+    assert webui["REDIS_URL"] == f"redis://:{password}@mymaster:6379/0"
     assert webui["WEBSOCKET_REDIS_URL"] == webui["REDIS_URL"]
-    # Open WebUI v0.6.18 cannot send a Sentinel password: with these set it would try the
-    # Sentinel without one and be refused.
-    assert not [name for name in webui if "SENTINEL" in name]
+    for prefix in ("REDIS", "WEBSOCKET"):
+        assert webui[f"{prefix}_SENTINEL_HOSTS"] == "redis-sentinel"
+        assert webui[f"{prefix}_SENTINEL_PORT"] == "26379"
     assert webui["WEBSOCKET_MANAGER"] == "redis"
 
 

@@ -56,6 +56,11 @@ BAD = [
     ),
     (_services({"redis": {"enabled": "maybe"}}), "ai-swarm:services.redis.enabled", "true or"),
     (
+        _services({"vault": {"enabled": False}}),
+        "ai-swarm:services.vault.enabled",
+        "litellm needs vault",
+    ),
+    (
         _services({"postgres": {"enabled": False}}),
         "ai-swarm:services.postgres.enabled",
         "litellm needs postgres",
@@ -190,11 +195,14 @@ def test_exposing_opens_only_the_enabled_uis() -> None:
 
 
 def test_disabled_services_are_not_registered() -> None:
-    run = run_with(_services({"vault": {"enabled": "false"}, "nodeExporter": {"enabled": False}}))
-    assert not {"vault", "vault-agent", "node-exporter"} & container_names(run)
+    # LiteLLM needs Vault and Open WebUI needs LiteLLM: Vault goes only with both.
+    off = {"vault": "false", "litellm": False, "openWebui": False, "nodeExporter": False}
+    run = run_with(_services({key: {"enabled": value} for key, value in off.items()}))
+    gone = {"vault", "vault-agent", "litellm", "open-webui", "node-exporter"}
+    assert not gone & container_names(run)
     components = {r.type.removeprefix(SERVICE_PREFIX) for r in run.registrations}
-    assert not {"Vault", "NodeExporter"} & components
-    assert len(run.of_type(CONTAINER)) == 6
+    assert not {"Vault", "LiteLLM", "OpenWebUI", "NodeExporter"} & components
+    assert len(run.of_type(CONTAINER)) == 4
 
 
 def test_image_override_replaces_the_catalog_image() -> None:
