@@ -65,6 +65,7 @@ class ArmHost(pulumi.ComponentResource):
 
     host_name: str
     instance_id: pulumi.Output[str]
+    data_volume_id: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
     public_ip: pulumi.Output[str]
     private_ip: str
@@ -89,6 +90,7 @@ class ArmHost(pulumi.ComponentResource):
             freeform_tags={HOST_TAG: args.host_name},
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
+        self.data_volume_id = volume.id
         attachment = oci.core.VolumeAttachment(
             f"{name}-data-attachment",
             attachment_type="paravirtualized",

@@ -54,6 +54,22 @@ BAD = [
         "ai-swarm:services.litellm.image",
         "pinned to a version tag or digest",
     ),
+    # The data on the volume is PostgreSQL 15: no other major may start on it.
+    (
+        _services({"postgres": {"image": "postgres:16.4-alpine"}}),
+        "ai-swarm:services.postgres.image",
+        "an image of PostgreSQL 15",
+    ),
+    (
+        _services({"postgres": {"image": "pgvector/pgvector:0.8.0-pg17"}}),
+        "ai-swarm:services.postgres.image",
+        "the data on the volume is PostgreSQL 15 and a new major cannot read it",
+    ),
+    (
+        _services({"postgres": {"image": f"postgres@sha256:{'0' * 64}"}}),
+        "ai-swarm:services.postgres.image",
+        "sudo systemctl start ai-swarm-pg-dump.service",
+    ),
     (_services({"redis": {"enabled": "maybe"}}), "ai-swarm:services.redis.enabled", "true or"),
     (
         _services({"vault": {"enabled": False}}),
@@ -203,6 +219,14 @@ def test_disabled_services_are_not_registered() -> None:
     components = {r.type.removeprefix(SERVICE_PREFIX) for r in run.registrations}
     assert not {"Vault", "LiteLLM", "OpenWebUI", "NodeExporter"} & components
     assert len(run.of_type(CONTAINER)) == 4
+
+
+@pytest.mark.parametrize(
+    "image", ["postgres:15.15-alpine", "postgres:15", "pgvector/pgvector:0.8.0-pg15"]
+)
+def test_postgres_image_of_the_same_major_is_accepted(image: str) -> None:
+    run = run_with(_services({"postgres": {"image": image}}))
+    assert run.one(REMOTE_IMAGE, "postgres-image").inputs["name"] == image
 
 
 def test_image_override_replaces_the_catalog_image() -> None:

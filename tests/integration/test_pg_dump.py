@@ -1,0 +1,350 @@
+"""The nightly pg_dump, its restore, its install and its units, run by the real tools.
+
+The program registers one install script (the `<host>-backups-pg-dump` command). It runs here as
+registered, with four things retargeted: `/mnt/data`, `/etc/systemd/system` and
+`/usr/local/sbin` move under a temporary root, and `docker exec postgres` becomes `env`, so the
+container's shell is a local one with the container's variables and libpq pointed at the test
+server (Debian's PostgreSQL 15, set up as the image would set it up). `sudo`, `systemctl` and
+`mountpoint` are stand-ins that answer as the host would. The dump script it installs then runs
+against the server; its dumps are restored with the README's restore, and the rows come back.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from components import backups
+from components.host import DATA_ROOT
+from components.services import postgres as postgres_service
+from dryrun.engine import ProgramRun
+from tests.integration import daemons
+from tests.integration.rendered import RenderedContainer
+
+COMMAND = "command:remote:Command"
+README = Path(__file__).resolve().parents[2] / "README.md"
+SCRIPT_TIMEOUT_S = 60
+STAMP = re.compile(r"^(?P<db>.+)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)\.dump$")
+OLD_STAMPS = [f"2020010{day}T030000Z" for day in range(1, 10)]
+
+
+@dataclass(frozen=True)
+class Host:
+    """A temporary stand-in for the host's file system and commands."""
+
+    root: Path
+    bin_dir: Path
+    systemctl_log: Path
+
+    @property
+    def dump_dir(self) -> Path:
+        return self.at(backups.DUMP_DIR)
+
+    def at(self, host_path: str) -> Path:
+        return self.root / host_path.lstrip("/")
+
+    def retarget(self, text: str) -> str:
+        for host_path in (DATA_ROOT, backups.SYSTEMD_DIR, "/usr/local/sbin"):
+            text = text.replace(host_path, str(self.at(host_path)))
+        return text.replace(backups.IN_POSTGRES, "env")
+
+    def mounted(self, mounted: bool) -> None:
+        _stand_in(self.bin_dir, "mountpoint", f"exit {0 if mounted else 1}")
+
+
+def _stand_in(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    made = Host(tmp_path / "root", tmp_path / "bin", tmp_path / "systemctl.log")
+    for directory in (made.root, made.bin_dir):
+        directory.mkdir()
+    for host_path in (DATA_ROOT, backups.SYSTEMD_DIR, "/usr/local/sbin"):
+        made.at(host_path).mkdir(parents=True)
+    _stand_in(made.bin_dir, "sudo", 'exec "$@"')
+    _stand_in(made.bin_dir, "systemctl", f'echo "$*" >>{made.systemctl_log}')
+    made.mounted(True)
+    return made
+
+
+@pytest.fixture(scope="module")
+def container(program_run: ProgramRun) -> RenderedContainer:
+    return RenderedContainer.of(program_run, "postgres")
+
+
+@pytest.fixture(scope="module")
+def server(container: RenderedContainer) -> Iterator[daemons.PostgresDaemon]:
+    _command, *server_args = container.command
+    with daemons.postgres_like_image(container.envs, container.uploads, server_args) as daemon:
+        yield daemon
+
+
+def _install_script(run: ProgramRun) -> str:
+    [installer] = [c for c in run.of_type(COMMAND) if c.name == "backups-pg-dump"]
+    assert installer.inputs["update"] == installer.inputs["create"]
+    return str(installer.inputs["create"])
+
+
+def _run(
+    argv: list[str], host: Host, env: Mapping[str, str], stdin: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    path = f"{host.bin_dir}:{daemons.PG_BIN}:/usr/bin:/bin"
+    with (stdin or Path("/dev/null")).open("rb") as given:
+        done = subprocess.run(
+            argv,
+            stdin=given,
+            capture_output=True,
+            env={"PATH": path, "LC_ALL": "C", **env},
+            timeout=SCRIPT_TIMEOUT_S,
+            check=False,
+        )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode()
+    )
+
+
+def _install(run: ProgramRun, host: Host) -> subprocess.CompletedProcess[str]:
+    return _run(["bash", "-c", host.retarget(_install_script(run))], host, {})
+
+
+def _container_env(container: RenderedContainer, server: daemons.PostgresDaemon) -> dict[str, str]:
+    """What a shell in the container sees: its variables, libpq aimed at the test server."""
+    return {**container.envs, **server.client_env()}
+
+
+@pytest.fixture
+def installed(program_run: ProgramRun, host: Host) -> Path:
+    """The dump script as the install script wrote it under the host's root."""
+    done = _install(program_run, host)
+    assert done.returncode == 0, done.stderr
+    return host.at(backups.DUMP_SCRIPT_PATH)
+
+
+def _dump(
+    installed: Path, host: Host, container: RenderedContainer, server: daemons.PostgresDaemon
+) -> subprocess.CompletedProcess[str]:
+    return _run([str(installed)], host, _container_env(container, server))
+
+
+def _dumps(host: Host) -> dict[str, list[str]]:
+    """Dump files by database, oldest first."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(host.dump_dir.iterdir()):
+        match = STAMP.match(path.name)
+        if match:
+            found.setdefault(match["db"], []).append(match["stamp"])
+    return found
+
+
+def _superuser(container: RenderedContainer) -> tuple[str, str]:
+    return container.envs["POSTGRES_USER"], container.envs["POSTGRES_PASSWORD"]
+
+
+def _sql(
+    server: daemons.PostgresDaemon, login: tuple[str, str], sql: str, database: str = "postgres"
+) -> str:
+    user, password = login
+    done = server.psql(sql, user=user, database=database, password=password)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _consumer(program_run: ProgramRun, name: str) -> tuple[str, str]:
+    """The consumer's role and password, from the DATABASE_URL the program hands it."""
+    for registration in program_run.of_type("docker:index/container:Container"):
+        for line in registration.inputs.get("envs", ()):
+            match = re.fullmatch(rf"DATABASE_URL=postgresql://{name}:([^@]+)@.*", line)
+            if match:
+                return name, match[1]
+    raise LookupError(f"no DATABASE_URL for {name}")
+
+
+# --- the scripts and units ----------------------------------------------------------------------
+
+
+def test_install_and_dump_scripts_pass_shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
+    install = daemons.shellcheck(_install_script(program_run), "bash", tmp_path / "install")
+    assert install.returncode == 0, install.stdout
+    assert backups.DUMP_SCRIPT.startswith("#!/bin/sh\n")
+    dump = daemons.shellcheck(backups.DUMP_SCRIPT, "sh", tmp_path / "dump")
+    assert dump.returncode == 0, dump.stdout
+
+
+def test_install_writes_each_file_whole_and_enables_the_timer_every_time(
+    program_run: ProgramRun, host: Host
+) -> None:
+    for _ in range(2):  # the command runs again on a new instance or changed text
+        done = _install(program_run, host)
+        assert done.returncode == 0, done.stderr
+        for path, (mode, content) in backups.DUMP_FILES.items():
+            written = host.at(path)
+            assert written.read_text() == host.retarget(content), path
+            assert oct(stat.S_IMODE(written.stat().st_mode)) == oct(int(mode, 8)), path
+        assert sorted(p.name for p in host.at(backups.SYSTEMD_DIR).iterdir()) == [
+            "ai-swarm-pg-dump.service",
+            "ai-swarm-pg-dump.timer",
+        ]
+        assert stat.S_IMODE(host.dump_dir.stat().st_mode) == 0o755
+    assert host.systemctl_log.read_text().splitlines() == 2 * [
+        "daemon-reload",
+        "enable --now ai-swarm-pg-dump.timer",
+    ]
+
+
+def test_install_refuses_while_the_volume_is_not_mounted(
+    program_run: ProgramRun, host: Host
+) -> None:
+    host.mounted(False)
+    done = _install(program_run, host)
+    assert done.returncode != 0
+    assert not host.at(backups.DUMP_SCRIPT_PATH).exists()
+    assert not host.systemctl_log.exists()
+
+
+def test_units_pass_systemd_analyze_verify(installed: Path, host: Host, tmp_path: Path) -> None:
+    # Docker's own unit, which the dump service orders after, is on the host and not here.
+    docker_units = tmp_path / "docker-units"
+    docker_units.mkdir()
+    (docker_units / "docker.service").write_text(
+        "[Unit]\nDescription=stand-in for Docker's unit\n\n[Service]\nExecStart=/bin/true\n"
+    )
+    units = host.at(backups.SYSTEMD_DIR)
+    done = daemons.systemd_verify(
+        [units / f"{backups.DUMP_UNIT}.service", units / f"{backups.DUMP_UNIT}.timer"],
+        [units, docker_units],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout + done.stderr == ""  # not even a warning
+
+
+# --- dump and restore ---------------------------------------------------------------------------
+
+
+def test_dump_then_restore_brings_the_rows_back(
+    program_run: ProgramRun,
+    installed: Path,
+    host: Host,
+    container: RenderedContainer,
+    server: daemons.PostgresDaemon,
+) -> None:
+    litellm, openwebui = _consumer(program_run, "litellm"), _consumer(program_run, "openwebui")
+    _sql(server, litellm, "CREATE TABLE notes (id int PRIMARY KEY, body text)", "litellm")
+    seed = "INSERT INTO notes SELECT n, 'note ' || n FROM generate_series(1, 3) n"
+    _sql(server, litellm, seed, "litellm")
+    superuser = _superuser(container)
+    databases = _sql(server, superuser, "SELECT datname FROM pg_database WHERE NOT datistemplate")
+
+    done = _dump(installed, host, container, server)
+    assert done.returncode == 0, done.stderr
+    dumps = _dumps(host)
+    assert sorted(dumps) == sorted(databases.splitlines())  # every database but the templates
+    assert all(len(stamps) == 1 for stamps in dumps.values())
+    files = list(host.dump_dir.iterdir())
+    assert {oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {"0o600"}
+    assert len(files) == len(dumps)  # no partial file left behind
+    [litellm_dump] = [f for f in files if f.name.startswith("litellm-")]
+
+    _sql(server, superuser, "DROP DATABASE litellm")
+    gone = server.psql("SELECT 1", user="litellm", database="litellm", password=litellm[1])
+    assert gone.returncode != 0
+    for _ in range(2):  # into a dropped database, then over the existing one
+        restored = _run(
+            ["sh", "-c", backups.RESTORE_IN_CONTAINER],
+            host,
+            _container_env(container, server),
+            stdin=litellm_dump,
+        )
+        assert restored.returncode == 0, restored.stderr
+        rows = _sql(
+            server, litellm, "SELECT string_agg(body, ',' ORDER BY id) FROM notes", "litellm"
+        )
+        assert rows == "note 1,note 2,note 3"
+        _sql(server, litellm, "DELETE FROM notes", "litellm")
+    # The database's privileges come back with it: the other consumer is still kept out.
+    intruder = server.psql("SELECT 1", user="openwebui", database="litellm", password=openwebui[1])
+    assert "permission denied" in intruder.stderr
+
+
+def test_keeps_the_newest_seven_of_each_database(
+    installed: Path, host: Host, container: RenderedContainer, server: daemons.PostgresDaemon
+) -> None:
+    host.dump_dir.mkdir(parents=True, exist_ok=True)
+    for old in OLD_STAMPS:
+        (host.dump_dir / f"litellm-{old}.dump").write_text("old")
+    unrelated = ["litellm-notes.txt", f"litellm2-{OLD_STAMPS[0]}.dump"]
+    for name in unrelated:
+        (host.dump_dir / name).write_text("not a dump of litellm")
+
+    done = _dump(installed, host, container, server)
+    assert done.returncode == 0, done.stderr
+    kept = _dumps(host)["litellm"]
+    assert len(kept) == backups.DUMPS_KEPT == 7
+    assert kept[:-1] == OLD_STAMPS[-6:]  # the six newest old ones, then tonight's
+    assert kept[-1] > OLD_STAMPS[-1]
+    assert all((host.dump_dir / name).exists() for name in unrelated)
+    assert _dumps(host)["litellm2"] == [OLD_STAMPS[0]]
+
+
+def test_a_failed_dump_fails_the_run_and_keeps_the_older_dumps(
+    installed: Path, host: Host, container: RenderedContainer, server: daemons.PostgresDaemon
+) -> None:
+    superuser = _superuser(container)
+    _sql(server, superuser, "CREATE DATABASE closed ALLOW_CONNECTIONS false")
+    try:
+        host.dump_dir.mkdir(parents=True, exist_ok=True)
+        (host.dump_dir / f"closed-{OLD_STAMPS[0]}.dump").write_text("yesterday's")
+        done = _dump(installed, host, container, server)
+        assert done.returncode != 0
+        assert "pg_dump of database 'closed' failed" in done.stderr
+        dumps = _dumps(host)
+        assert dumps["closed"] == [OLD_STAMPS[0]]
+        assert {"litellm", "openwebui", "postgres"} <= set(dumps)  # the others still dumped
+        assert not [p for p in host.dump_dir.iterdir() if p.name.endswith(".partial")]
+    finally:
+        _sql(server, superuser, "DROP DATABASE closed")
+
+
+def test_nothing_is_dumped_while_the_volume_is_not_mounted(
+    installed: Path, host: Host, container: RenderedContainer, server: daemons.PostgresDaemon
+) -> None:
+    host.mounted(False)
+    done = _dump(installed, host, container, server)
+    assert done.returncode == 1
+    assert "not mounted" in done.stderr
+    assert not host.dump_dir.exists() or not list(host.dump_dir.iterdir())
+
+
+# --- the README's commands ----------------------------------------------------------------------
+
+
+def _readme_command(containing: str) -> str:
+    spans = re.findall(r"`([^`\n]+)`", README.read_text())
+    [found] = [span for span in spans if containing in span and "docker exec" in span]
+    return str(found)
+
+
+def test_readme_roles_command_reruns_the_script_and_the_bare_one_is_refused(
+    host: Host, container: RenderedContainer, server: daemons.PostgresDaemon
+) -> None:
+    roles_file = postgres_service.ROLES_SQL_FILE
+    command = _readme_command(roles_file)
+    assert command.startswith(backups.IN_POSTGRES + " ")
+    local_copy = str(server.files[roles_file])
+    env = _container_env(container, server)
+    rerun = host.retarget(command).replace(roles_file, local_copy)
+    done = _run(["sh", "-c", rerun], host, env)
+    assert done.returncode == 0, done.stderr
+    # Without the password inside the container, `local` (scram) refuses the superuser.
+    bare = _run(["psql", "-U", "postgres", "-f", local_copy], host, env)
+    assert bare.returncode != 0
+    assert "no password supplied" in bare.stderr
