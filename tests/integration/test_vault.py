@@ -111,7 +111,8 @@ def test_restarted_server_unseals_itself(program_run: ProgramRun, tmp_path: Path
     # Same storage and key, no unseal call: ready means 200 again, and the data is there.
     with daemons.bao_server(config, files, tmp_path / "server") as second:
         assert status(second)["sealed"] is False
-        assert "core: self-initialization" not in second.log_path.read_text().lower()
+        # Initialised storage: no second self-initialisation, so no new root token either.
+        assert "root token generated" not in second.log_path.read_text()
         token = login(second, f"role_id={vault_service.PROVISIONER_ROLE}")
         # The provisioner may write, not read: a 403 proves the path exists behind the policy.
         read = bao(
@@ -178,3 +179,15 @@ def test_a_changed_key_is_written_and_rendered_again(
         k: v for k, v in stack.values.items() if k != "OPENAI_API_KEY"
     }
     run_step(stack.server, step)  # back to the program's value for any later test
+
+
+def test_agent_healthcheck_passes_once_the_file_is_rendered(
+    program_run: ProgramRun, stack: VaultStack, tmp_path: Path
+) -> None:
+    agent = RenderedContainer.of(program_run, "vault-agent")
+    inside = f"{vault_service.RENDERED_DIR}/{vault_service.LITELLM_ENV_FILE}"
+    check = retarget(agent.healthcheck, inside, str(stack.agent.rendered))
+    assert check != list(agent.healthcheck)
+    assert run_healthcheck(check, {}).returncode == 0
+    not_rendered = retarget(agent.healthcheck, inside, str(tmp_path / "litellm.env"))
+    assert run_healthcheck(not_rendered, {}).returncode != 0
