@@ -3,9 +3,9 @@
 import pulumi
 import pulumi_oci as oci
 
-from components.backups import DUMP_DIR, Backups, BackupsArgs
 from components.config import load_config
 from components.host import ArmHost, ArmHostArgs
+from components.host_config import HostSettings, HostSettingsArgs
 from components.network import Network, NetworkArgs
 from components.services.placement import place_services
 
@@ -27,8 +27,10 @@ network = Network(
         admin_ports=config.admin_ports,
     ),
 )
+# Fixed names: `hostName` is a display setting. Stacks made when the host component was named
+# after it keep their resources through the alias to that former name.
 host = ArmHost(
-    config.host_name,
+    "host",
     ArmHostArgs(
         compartment_id=config.compartment_id,
         availability_domain=config.availability_domain,
@@ -41,6 +43,15 @@ host = ArmHost(
         data_volume_gb=config.data_volume_gb,
         ssh_public_key=config.ssh_public_key,
         ssh_private_key=config.ssh_private_key,
+        former_name=config.host_name,
+    ),
+)
+host_settings = HostSettings(
+    "host-settings",
+    HostSettingsArgs(
+        connection=host.connection,
+        instance_id=host.instance_id,
+        ready=host.ready,
         admin_cidrs=config.admin_cidrs,
         admin_ports=config.admin_ports,
     ),
@@ -50,24 +61,8 @@ pulumi.export("profile", config.profile.name)
 pulumi.export("publicIp", host.public_ip)
 pulumi.export("sshCommand", host.ssh_command)
 pulumi.export("dockerHost", host.docker_host)
+pulumi.export("instanceId", host.instance_id)
 
-placement = place_services(config, host)
+placement = place_services(config, host, after=[host_settings.sshd])
 pulumi.export("uiTunnel", placement.tunnel_command(host.public_ip))
 pulumi.export("litellmMasterKey", placement.litellm_master_key)
-
-postgres = placement.services.get("postgres")
-Backups(
-    "backups",
-    BackupsArgs(
-        compartment_id=config.compartment_id,
-        host_name=config.host_name,
-        data_volume_id=host.data_volume_id,
-        schedule=config.backups,
-        instance_id=host.instance_id,
-        connection=host.connection,
-        postgres=postgres.containers[0] if postgres is not None else None,
-    ),
-)
-pulumi.export("dataVolumeId", host.data_volume_id)
-pulumi.export("volumeBackups", config.backups.summary)
-pulumi.export("pgDumps", DUMP_DIR if postgres is not None else None)

@@ -1,16 +1,18 @@
-"""The A1 host's cloud-config: Docker, the state volume at /mnt/data, host firewall, updates.
+"""The A1 host's cloud-config: what the first boot needs, and nothing that a setting changes.
+
+The first boot installs the packages (once it can reach the internet), mounts the state volume
+at /mnt/data, holds Docker back until that mount is there, and starts Docker. The document is
+the same whatever the stack's settings: OCI replaces an instance whose user data changes, so
+settings that may change later (the host firewall, sshd) are applied over SSH instead (see
+`components/host_config.py`).
 
 The document is built as a Python dict and serialised with PyYAML, so quoting is never
-hand-made. Cloud-init runs it once per instance: a changed document only takes effect on a new
-instance (see `components/host.py` for how that is handled).
+hand-made. Cloud-init runs it once per instance.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -20,7 +22,18 @@ DATA_LABEL = "ai-swarm-data"
 # OCI's consistent device path for the first paravirtualized block volume attachment.
 DATA_DEVICE = "/dev/oracleoci/oraclevdb"
 PREPARE_DATA_SCRIPT = "/usr/local/sbin/ai-swarm-prepare-data"
+INSTALL_PACKAGES_SCRIPT = "/usr/local/sbin/ai-swarm-install-packages"
+# A drop-in rather than an edit of the packaged unit, so package upgrades keep it.
+DOCKER_DROP_IN = "/etc/systemd/system/docker.service.d/10-ai-swarm-data.conf"
 SSH_USER = "ubuntu"
+PACKAGES = ("docker.io", "unattended-upgrades")
+# Canonical's connectivity check (it answers 204 to anyone): reachable means the host has
+# egress to the internet, which it lacks until the reserved public IP is bound to it.
+EGRESS_PROBE_URL = "http://connectivity-check.ubuntu.com/"
+EGRESS_WAIT_TRIES = 60
+EGRESS_WAIT_INTERVAL_S = 10
+APT_ATTEMPTS = 5
+APT_RETRY_INTERVAL_S = 30
 
 # The volume is attached only after the instance is running, so cloud-init waits for it. A
 # filesystem is made only on a volume that has none: a replaced instance finds its data again.
@@ -41,18 +54,49 @@ mkdir -p {DATA_ROOT}
 mountpoint -q {DATA_ROOT} || mount {DATA_ROOT}
 """
 
+# The instance has no public address until the reserved IP is bound to its VNIC, which happens
+# only once it runs: cloud-init's own package step would race that. This waits for egress (a
+# bounded number of probes with apt's own downloader, present on every Ubuntu; one try each,
+# the loop is the retry), then runs apt with retries, and fails with a message when both bounds
+# are spent.
+_INSTALL_PACKAGES = f"""#!/bin/sh
+set -u
+probe_url={EGRESS_PROBE_URL}
+probe_file=$(mktemp)
+trap 'rm -f "$probe_file"' EXIT
+tries=0
+until /usr/lib/apt/apt-helper -o Acquire::Retries=0 -o Acquire::http::Timeout=10 \
+    download-file "$probe_url" "$probe_file" >/dev/null 2>&1; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge {EGRESS_WAIT_TRIES} ]; then
+    echo "no egress after $tries probes of $probe_url; trying apt all the same" >&2
+    break
+  fi
+  sleep {EGRESS_WAIT_INTERVAL_S}
+done
+export DEBIAN_FRONTEND=noninteractive
+attempt=1
+until apt-get -o Acquire::Retries=3 update &&
+    apt-get -o Acquire::Retries=3 install -y --no-install-recommends {" ".join(PACKAGES)}; do
+  if [ "$attempt" -ge {APT_ATTEMPTS} ]; then
+    echo "apt failed $attempt times: packages not installed" >&2
+    exit 1
+  fi
+  attempt=$((attempt + 1))
+  sleep {APT_RETRY_INTERVAL_S}
+done
+"""
+
+# Containers restart with Docker, and their data directories are bind mounts under /mnt/data:
+# Docker must not start before the volume is mounted (nor at all while it is missing).
+_DOCKER_NEEDS_DATA = f"[Unit]\nRequiresMountsFor={DATA_ROOT}\n"
+
 _AUTO_UPGRADES = (
     'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
 )
 
 # Containers also set their own limits; this bounds anything started by hand.
 _DOCKER_DAEMON = {"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}
-
-
-@dataclass(frozen=True)
-class CloudInitArgs:
-    admin_cidrs: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
-    admin_ports: Sequence[int]
 
 
 class _BlockStyleDumper(yaml.SafeDumper):
@@ -67,65 +111,36 @@ def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _BlockStyleDumper.add_representer(str, _represent_text)
 
 
-def render_user_data(args: CloudInitArgs) -> str:
-    """The `#cloud-config` document for the host, as text."""
-    body = yaml.dump(cloud_config(args), Dumper=_BlockStyleDumper, sort_keys=False, width=100)
+def render_user_data() -> str:
+    """The `#cloud-config` document for the host, as text: one document for every stack."""
+    body = yaml.dump(cloud_config(), Dumper=_BlockStyleDumper, sort_keys=False, width=100)
     return "#cloud-config\n" + body
 
 
-def cloud_config(args: CloudInitArgs) -> dict[str, Any]:
+def cloud_config() -> dict[str, Any]:
     return {
-        "package_update": True,
-        "packages": ["docker.io", "unattended-upgrades", "netfilter-persistent"],
         "write_files": [
             {"path": PREPARE_DATA_SCRIPT, "permissions": "0755", "content": _PREPARE_DATA},
+            {"path": INSTALL_PACKAGES_SCRIPT, "permissions": "0755", "content": _INSTALL_PACKAGES},
             {
                 "path": "/etc/fstab",
                 "append": True,
                 "content": f"LABEL={DATA_LABEL} {DATA_ROOT} ext4 "
                 "defaults,nofail,x-systemd.device-timeout=30s 0 2\n",
             },
+            {"path": DOCKER_DROP_IN, "content": _DOCKER_NEEDS_DATA},
             {"path": "/etc/apt/apt.conf.d/20auto-upgrades", "content": _AUTO_UPGRADES},
             {
                 "path": "/etc/docker/daemon.json",
                 "content": json.dumps(_DOCKER_DAEMON, indent=2) + "\n",
             },
         ],
+        # The volume is mounted before Docker is installed: the package starts Docker, which
+        # the drop-in above holds back until /mnt/data is mounted.
         "runcmd": [
+            [PREPARE_DATA_SCRIPT],
+            [INSTALL_PACKAGES_SCRIPT],
             ["usermod", "-aG", "docker", SSH_USER],
             ["systemctl", "enable", "--now", "docker"],
-            [PREPARE_DATA_SCRIPT],
-            *firewall_commands(args),
         ],
     }
-
-
-def firewall_commands(args: CloudInitArgs) -> list[list[str]]:
-    """Open exactly the admitted ports in the host firewall.
-
-    OCI's Ubuntu images REJECT all but SSH in iptables, so a port must be opened here as well as
-    in the security list. Rules are inserted at the top, ahead of the image's final REJECT.
-    """
-    rules = [
-        [
-            "ip6tables" if cidr.version == 6 else "iptables",
-            "-I",
-            "INPUT",
-            "1",
-            "-p",
-            "tcp",
-            "-s",
-            str(cidr),
-            "--dport",
-            str(port),
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "NEW",
-            "-j",
-            "ACCEPT",
-        ]
-        for cidr in args.admin_cidrs
-        for port in args.admin_ports
-    ]
-    return [*rules, ["netfilter-persistent", "save"]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,15 +11,31 @@ import pulumi
 import pulumi_command as command
 import pulumi_oci as oci
 
-from components.cloud_init import DATA_DEVICE, DATA_ROOT, SSH_USER, CloudInitArgs, render_user_data
+from components.cloud_init import DATA_DEVICE, DATA_ROOT, SSH_USER, render_user_data
 
-__all__ = ["A1_SHAPE", "DATA_ROOT", "HOST_TAG", "ArmHost", "ArmHostArgs"]
+__all__ = [
+    "A1_SHAPE",
+    "DATA_ROOT",
+    "HOST_TAG",
+    "ArmHost",
+    "ArmHostArgs",
+    "known_hosts_file",
+    "known_hosts_options",
+]
 
 A1_SHAPE = "VM.Standard.A1.Flex"
 HOST_TAG = "ai-swarm-host"
 UBUNTU = ("Canonical Ubuntu", "24.04")
 # Seconds the readiness gate waits for cloud-init; the Command's own timeout is a little longer.
 CLOUD_INIT_WAIT_SECONDS = 1200
+
+# Every host key the local `ssh` learns is kept in a file of the instance's own: a replaced
+# instance (a new OCID behind the same reserved IP) starts a new file, so its new host key is
+# accepted on first contact without anyone editing known_hosts, while a changed key on the same
+# instance is still refused. Directly in ~/.ssh: the one directory ssh makes when it is
+# missing, for a known-hosts file written right in it (OpenSSH hostfile.c,
+# hostfile_create_user_ssh_dir).
+_KNOWN_HOSTS_PREFIX = "~/.ssh/known_hosts.ai-swarm."
 
 # `cloud-init status --wait` exits 2 when boot finished with recoverable errors ("degraded").
 _READY_SCRIPT = f"""set -u
@@ -48,19 +64,24 @@ class ArmHostArgs:
     data_volume_gb: int
     ssh_public_key: str
     ssh_private_key: pulumi.Output[str]
-    admin_cidrs: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
-    admin_ports: Sequence[int]
+    # The component's name in stacks made when it was named after `hostName`: aliased, so that
+    # those stacks keep their resources. None for a stack that never had another name.
+    former_name: str | None = None
 
 
 class ArmHost(pulumi.ComponentResource):
     """One VM.Standard.A1.Flex instance running Docker, with its state on a separate volume.
 
-    The cloud-config travels in the instance metadata, and OCI replaces an instance whose
-    metadata changes. That is deliberate: the host holds no state (services keep theirs on the
-    protected data volume, which a replacement mounts again) and the reserved IP moves to the new
-    instance. The instance is deleted before its replacement is created, since the allowance has
-    room for only one host of this size. A newer Ubuntu image, on the other hand, is ignored:
-    the running host is never re-imaged by an `up`.
+    The component and its children have fixed names: `hostName` and the other display settings
+    are updated in place on the resources (display names, hostname label, tags), never renamed.
+    The cloud-config is the same for every stack, so no setting replaces the instance; settings
+    that change are applied over SSH (`components/host_config.py`). When the instance is
+    replaced all the same (a new availability domain or SSH public key, fixed at launch, or
+    `pulumi up --replace`), the
+    host holds no state (services keep theirs on the protected data volume, which the new
+    instance mounts again) and the reserved IP moves to the new instance. It is deleted before
+    its replacement is created, since the allowance has room for only one host of this size.
+    A newer Ubuntu image is ignored: the running host is never re-imaged by an `up`.
     """
 
     host_name: str
@@ -76,7 +97,12 @@ class ArmHost(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ArmHostArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("ai-swarm:oci:ArmHost", name, None, opts)
+        own = pulumi.ResourceOptions(aliases=_former_names(args.former_name, name, ""))
+        super().__init__(
+            "ai-swarm:oci:ArmHost", name, None, pulumi.ResourceOptions.merge(opts, own)
+        )
+        self._name = name
+        self._former_name = args.former_name
         self.host_name = args.host_name
 
         instance = self._instance(name, args)
@@ -88,7 +114,7 @@ class ArmHost(pulumi.ComponentResource):
             display_name=f"{args.host_name}-data",
             size_in_gbs=str(args.data_volume_gb),
             freeform_tags={HOST_TAG: args.host_name},
-            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            opts=self._child("-data", protect=True, retain_on_delete=True),
         )
         self.data_volume_id = volume.id
         attachment = oci.core.VolumeAttachment(
@@ -98,7 +124,7 @@ class ArmHost(pulumi.ComponentResource):
             volume_id=volume.id,
             device=DATA_DEVICE,
             display_name=f"{args.host_name}-data",
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self._child("-data-attachment"),
         )
         reserved_ip = oci.core.PublicIp(
             f"{name}-ip",
@@ -106,13 +132,17 @@ class ArmHost(pulumi.ComponentResource):
             lifetime="RESERVED",
             display_name=f"{args.host_name}-ip",
             private_ip_id=_primary_private_ip_id(args.compartment_id, instance),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self._child("-ip"),
         )
 
         self.public_ip = reserved_ip.ip_address
         self.private_ip = args.private_ip
         self.docker_host = pulumi.Output.concat("ssh://", SSH_USER, "@", self.public_ip)
-        self.ssh_command = pulumi.Output.concat("ssh ", SSH_USER, "@", self.public_ip)
+        self.ssh_command = pulumi.Output.all(self.instance_id, self.public_ip).apply(
+            lambda found: shlex.join(
+                ["ssh", *known_hosts_options(found[0]), f"{SSH_USER}@{found[1]}"]
+            )
+        )
         self.connection = command.remote.ConnectionArgs(
             host=self.public_ip,
             user=SSH_USER,
@@ -125,10 +155,12 @@ class ArmHost(pulumi.ComponentResource):
             connection=self.connection,
             create=_READY_SCRIPT,
             triggers=[instance.id, attachment.id],
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[attachment],
-                custom_timeouts=pulumi.CustomTimeouts(create="25m", update="25m"),
+            opts=pulumi.ResourceOptions.merge(
+                self._child("-ready"),
+                pulumi.ResourceOptions(
+                    depends_on=[attachment],
+                    custom_timeouts=pulumi.CustomTimeouts(create="25m", update="25m"),
+                ),
             ),
         )
         self.register_outputs(
@@ -140,8 +172,18 @@ class ArmHost(pulumi.ComponentResource):
             }
         )
 
+    def _child(
+        self, suffix: str, protect: bool = False, retain_on_delete: bool = False
+    ) -> pulumi.ResourceOptions:
+        """Options of the child `<name><suffix>`, aliased to its name under the former name."""
+        return pulumi.ResourceOptions(
+            parent=self,
+            protect=protect,
+            retain_on_delete=retain_on_delete,
+            aliases=_former_names(self._former_name, self._name, suffix),
+        )
+
     def _instance(self, name: str, args: ArmHostArgs) -> oci.core.Instance:
-        user_data = render_user_data(CloudInitArgs(args.admin_cidrs, args.admin_ports))
         return oci.core.Instance(
             f"{name}-instance",
             compartment_id=args.compartment_id,
@@ -165,17 +207,45 @@ class ArmHost(pulumi.ComponentResource):
             ),
             metadata={
                 "ssh_authorized_keys": args.ssh_public_key,
-                "user_data": base64.b64encode(user_data.encode()).decode(),
+                "user_data": base64.b64encode(render_user_data().encode()).decode(),
             },
             freeform_tags={HOST_TAG: args.host_name},
             preserve_boot_volume=False,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                ignore_changes=["sourceDetails.sourceId"],
-                delete_before_replace=True,
-                custom_timeouts=pulumi.CustomTimeouts(create="30m"),
+            opts=pulumi.ResourceOptions.merge(
+                self._child("-instance"),
+                pulumi.ResourceOptions(
+                    ignore_changes=["sourceDetails.sourceId"],
+                    # Two hosts of the default size would exceed the free allowance (2 OCPUs,
+                    # 12 GB in all): the old instance must go before the new one can be made.
+                    delete_before_replace=True,
+                    custom_timeouts=pulumi.CustomTimeouts(create="30m"),
+                ),
             ),
         )
+
+
+def _former_names(former: str | None, name: str, suffix: str) -> list[pulumi.Alias] | None:
+    """The alias of `<name><suffix>` to `<former><suffix>` in the same parent, when renamed.
+
+    A URN holds the parent's type, not its name, so a name alone identifies the old resource."""
+    if former is None or former == name:
+        return None
+    return [pulumi.Alias(name=f"{former}{suffix}")]
+
+
+def known_hosts_file(instance_id: str) -> str:
+    """The local known-hosts file of this instance (an OCID holds no shell-special character)."""
+    return f"{_KNOWN_HOSTS_PREFIX}{instance_id}"
+
+
+def known_hosts_options(instance_id: str) -> list[str]:
+    """`ssh` options that pin the host key of this instance in a file of its own."""
+    return [
+        "-o",
+        f"UserKnownHostsFile={known_hosts_file(instance_id)}",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+    ]
 
 
 def _newest_ubuntu_image(compartment_id: str) -> pulumi.Output[str]:

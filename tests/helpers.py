@@ -7,9 +7,10 @@ from typing import Any
 
 import yaml
 
+from ai_swarm_policies import contract
 from dryrun.engine import ProgramRun
 
-INSTANCE = "oci:Core/instance:Instance"
+INSTANCE = contract.INSTANCE
 
 
 def user_data_text(run: ProgramRun) -> str:
@@ -22,3 +23,27 @@ def user_data(run: ProgramRun) -> dict[str, Any]:
     document = yaml.safe_load(user_data_text(run))
     assert isinstance(document, dict)
     return document
+
+
+def command_script(run: ProgramRun, name: str) -> str:
+    """The script a `command:remote:Command` of the run executes on the host."""
+    script = run.one(contract.REMOTE_COMMAND, name).inputs["create"]
+    assert isinstance(script, str)
+    return script
+
+
+def installed_files(script: str) -> dict[str, str]:
+    """The files a host command writes with `put MODE PATH <<'MARKER'`, by path."""
+    found: dict[str, str] = {}
+    lines = iter(script.splitlines(keepends=True))
+    for line in lines:
+        words = line.split()
+        if len(words) == 4 and words[0] == "put" and words[3].startswith("<<'"):
+            marker = words[3][3:-1]
+            body = []
+            for body_line in lines:
+                if body_line.rstrip("\n") == marker:
+                    break
+                body.append(body_line)
+            found[words[2]] = "".join(body)
+    return found

@@ -1,18 +1,29 @@
-"""The A1 host: shape and sizes, image pinning, protected state, reserved IP, readiness gate."""
+"""The A1 host: shape and sizes, image pinning, protected state, reserved IP, readiness gate,
+fixed names, and a cloud-config that no setting changes."""
 
 from __future__ import annotations
 
+import shlex
+
+import pytest
+
+from ai_swarm_policies.contract import REMOTE_COMMAND as READY
+from ai_swarm_policies.contract import VOLUME
+from ai_swarm_policies.contract import VOLUME_ATTACHMENT as ATTACHMENT
+from components.cloud_init import (
+    DOCKER_DROP_IN,
+    INSTALL_PACKAGES_SCRIPT,
+    PACKAGES,
+    PREPARE_DATA_SCRIPT,
+)
+from components.host import known_hosts_file
 from dryrun.engine import UNKNOWN, ProgramRun, run_program
 from tests.helpers import INSTANCE, user_data, user_data_text
 from tests.services.readers import instance_id
 
-VOLUME = "oci:Core/volume:Volume"
-ATTACHMENT = "oci:Core/volumeAttachment:VolumeAttachment"
-READY = "command:remote:Command"
-
 
 def test_host_component_owns_its_resources(always_free_run: ProgramRun) -> None:
-    host = always_free_run.one("ai-swarm:oci:ArmHost", "swarm-a1")
+    host = always_free_run.one("ai-swarm:oci:ArmHost", "host")
     children = {r.type for r in always_free_run.registrations if r.parent == host.urn}
     assert children == {INSTANCE, VOLUME, ATTACHMENT, "oci:Core/publicIp:PublicIp", READY}
 
@@ -51,7 +62,7 @@ def test_data_volume_is_protected_retained_and_attached(always_free_run: Program
     attachment = always_free_run.one(ATTACHMENT).inputs
     assert attachment["attachmentType"] == "paravirtualized"
     assert attachment["device"] == "/dev/oracleoci/oraclevdb"
-    assert attachment["volumeId"] == "swarm-a1-data-id"
+    assert attachment["volumeId"] == "host-data-id"
     assert attachment["instanceId"] == instance_id(always_free_run)
 
 
@@ -72,7 +83,7 @@ def test_reserved_public_ip_is_bound_to_the_primary_private_ip(
 def test_readiness_gate_waits_for_cloud_init_docker_and_the_mount(
     always_free_run: ProgramRun,
 ) -> None:
-    ready = always_free_run.one(READY, "swarm-a1-ready")
+    ready = always_free_run.one(READY, "host-ready")
     script = ready.inputs["create"]
     assert "cloud-init status --wait" in script
     assert "mountpoint -q /mnt/data" in script
@@ -86,15 +97,24 @@ def test_readiness_gate_waits_for_cloud_init_docker_and_the_mount(
     assert attachment.urn in ready.dependencies
     assert ready.inputs["triggers"] == [
         instance_id(always_free_run),
-        "swarm-a1-data-attachment-id",
+        "host-data-attachment-id",
     ]
 
 
 def test_outputs_give_the_ip_ssh_command_and_docker_host(always_free_run: ProgramRun) -> None:
     outputs = always_free_run.outputs
     assert outputs["publicIp"] == "192.0.2.10"
-    assert outputs["sshCommand"] == "ssh ubuntu@192.0.2.10"
     assert outputs["dockerHost"] == "ssh://ubuntu@192.0.2.10"
+    assert outputs["instanceId"] == instance_id(always_free_run)
+    # The user's own ssh keeps the host key per instance too: a replaced host needs no edit.
+    assert shlex.split(outputs["sshCommand"]) == [
+        "ssh",
+        "-o",
+        f"UserKnownHostsFile={known_hosts_file(instance_id(always_free_run))}",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "ubuntu@192.0.2.10",
+    ]
 
 
 def test_private_ip_is_fixed_inside_the_subnet_and_known_at_preview(
@@ -121,11 +141,33 @@ def test_user_data_fits_the_metadata_limit(always_free_run: ProgramRun) -> None:
 def test_user_data_is_a_cloud_config_with_docker_and_updates(always_free_run: ProgramRun) -> None:
     assert user_data_text(always_free_run).startswith("#cloud-config\n")
     document = user_data(always_free_run)
-    assert {"docker.io", "unattended-upgrades"} <= set(document["packages"])
-    runcmd = document["runcmd"]
-    assert ["usermod", "-aG", "docker", "ubuntu"] in runcmd
     files = {entry["path"]: entry for entry in document["write_files"]}
+    # Packages come from the script that waits for egress, not from cloud-init's own step.
+    assert "packages" not in document
+    assert "package_update" not in document
+    install = files[INSTALL_PACKAGES_SCRIPT]["content"]
+    assert f"install -y --no-install-recommends {' '.join(PACKAGES)}" in install
+    assert {"docker.io", "unattended-upgrades"} <= set(PACKAGES)
+    assert ["usermod", "-aG", "docker", "ubuntu"] in document["runcmd"]
     assert 'Unattended-Upgrade "1"' in files["/etc/apt/apt.conf.d/20auto-upgrades"]["content"]
+
+
+def test_first_boot_mounts_the_volume_then_installs_then_starts_docker(
+    always_free_run: ProgramRun,
+) -> None:
+    runcmd = user_data(always_free_run)["runcmd"]
+    order = [
+        runcmd.index([PREPARE_DATA_SCRIPT]),
+        runcmd.index([INSTALL_PACKAGES_SCRIPT]),
+        runcmd.index(["systemctl", "enable", "--now", "docker"]),
+    ]
+    assert order == sorted(order)
+
+
+def test_docker_waits_for_the_data_mount(always_free_run: ProgramRun) -> None:
+    files = {entry["path"]: entry for entry in user_data(always_free_run)["write_files"]}
+    assert DOCKER_DROP_IN.startswith("/etc/systemd/system/docker.service.d/")
+    assert files[DOCKER_DROP_IN]["content"] == "[Unit]\nRequiresMountsFor=/mnt/data\n"
 
 
 def test_user_data_mounts_the_data_volume_without_blocking_boot(
@@ -143,12 +185,24 @@ def test_user_data_mounts_the_data_volume_without_blocking_boot(
     assert [prepare["path"]] in document["runcmd"]
 
 
-def test_host_firewall_opens_exactly_the_admitted_ports() -> None:
-    run = run_program(overrides={"adminCidrs": '["203.0.113.0/28", "192.0.2.0/24"]'})
-    opened = [
-        (command[0], command[command.index("-s") + 1], command[command.index("--dport") + 1])
-        for command in user_data(run)["runcmd"]
-        if "--dport" in command
-    ]
-    assert opened == [("iptables", "203.0.113.0/28", "22"), ("iptables", "192.0.2.0/24", "22")]
-    assert ["netfilter-persistent", "save"] in user_data(run)["runcmd"]
+# Settings that may change over a host's life; none of them may reach the cloud-config.
+HOST_SETTINGS = [
+    {"adminCidrs": '["203.0.113.0/28", "192.0.2.0/24"]'},
+    {"exposeUis": "true"},
+    {"hostName": "renamed-host"},
+    {"services": '{"openWebui": {"enabled": false}}'},
+]
+
+
+@pytest.mark.parametrize("settings", HOST_SETTINGS, ids=lambda s: next(iter(s)))
+def test_user_data_is_byte_identical_whatever_the_settings(
+    always_free_run: ProgramRun, settings: dict[str, str]
+) -> None:
+    changed = run_program(overrides=settings)
+    assert user_data_text(changed).encode() == user_data_text(always_free_run).encode()
+
+
+def test_the_cloud_config_holds_no_firewall_or_address(always_free_run: ProgramRun) -> None:
+    text = user_data_text(always_free_run)
+    for setting in ("iptables", "198.51.100.7", "netfilter-persistent", "swarm-a1"):
+        assert setting not in text

@@ -4,12 +4,15 @@ independent images pull and start in parallel.
 
 SSH: pulumi-docker runs the local `ssh` and takes no key. With `ai-swarm:sshIdentityFile` set,
 ssh gets `-i <file>`; otherwise it uses the agent or ~/.ssh/config. The host key is accepted on
-first contact (a replaced instance keeps the reserved IP but brings a new key: `ssh-keygen -R`).
+first contact and kept in a known-hosts file of the instance's own (`known_hosts_options`), so a
+replaced instance, which keeps the reserved IP but brings a new key, needs no edit of known_hosts.
+Every Docker call is its own SSH connection, many at once: the host's sshd admits them
+(`MaxStartups`, see `components/host_config.py`), and the provider waits for that setting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Protocol
@@ -20,6 +23,7 @@ import pulumi_docker as docker
 
 from components.cloud_init import SSH_USER
 from components.config import StackConfig
+from components.host import known_hosts_options
 from components.services.base import (
     HOST_LABEL,
     INSTANCE_LABEL,
@@ -41,7 +45,6 @@ from components.services.vault import Vault
 # BatchMode: fail instead of prompting, since nobody can answer a prompt under `pulumi up`.
 SSH_OPTIONS = (
     "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=accept-new",
     "-o", "ConnectTimeout=30",
     "-o", "ServerAliveInterval=30",
 )  # fmt: skip
@@ -87,20 +90,25 @@ class Placement:
         return pulumi.Output.concat(f"ssh -N {forwards} {SSH_USER}@", public_ip)
 
 
-def ssh_options(identity_file: str | None) -> list[str]:
+def ssh_options(identity_file: str | None, instance_id: str) -> list[str]:
     identity = ["-i", identity_file, "-o", "IdentitiesOnly=yes"] if identity_file else []
-    return [*SSH_OPTIONS, *identity]
+    return [*SSH_OPTIONS, *known_hosts_options(instance_id), *identity]
 
 
-def place_services(config: StackConfig, host: DockerHost) -> Placement:
+def place_services(
+    config: StackConfig, host: DockerHost, after: Sequence[pulumi.Resource] = ()
+) -> Placement:
+    """Place every enabled service on `host`; Docker starts only after `after` (host settings
+    its SSH connections need) as well as after the host is ready."""
     settings = config.service_settings
     ui_ip = host.private_ip if settings.expose_uis else LOOPBACK
+    identity_file = config.ssh_identity_file
     provider = docker.Provider(
         "docker",
         host=host.docker_host,
-        ssh_opts=ssh_options(config.ssh_identity_file),
+        ssh_opts=host.instance_id.apply(lambda instance: ssh_options(identity_file, instance)),
         # The provider does not retry: it must wait for cloud-init, Docker and the data volume.
-        opts=pulumi.ResourceOptions(depends_on=[host.ready]),
+        opts=pulumi.ResourceOptions(depends_on=[host.ready, *after]),
     )
     network = docker.Network(
         "services-network",

@@ -82,7 +82,7 @@ def test_json_holds_resources_budget_policies_and_graph() -> None:
     assert document["preview"] is True
     assert document["outputs"]["publicIp"] is None  # unknown until created
     top = {(node["type"], node["name"]) for node in document["resources"]}
-    assert ("ai-swarm:oci:ArmHost", "swarm-a1") in top
+    assert ("ai-swarm:oci:ArmHost", "host") in top
     [host] = document["budget"]["hosts"]
     assert (host["host"], host["ocpus"], host["memoryGb"]) == ("swarm-a1", 2, 12)
     # The pack's default reserve for the OS and Docker, as the README documents it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,15 @@ class NetnsHosts:
             text=True,
             timeout=10,
             check=False,
+        )
+
+    def start_on_server(self, argv: Sequence[str]) -> subprocess.Popen[str]:
+        """Start `argv` in the server namespace without waiting for it."""
+        return subprocess.Popen(
+            [*AS_ROOT, "ip", "netns", "exec", self.server, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def connects(self, source: str, port: int) -> bool:
@@ -122,3 +132,35 @@ def listening(hosts: NetnsHosts, ports: Sequence[int]) -> Iterator[None]:
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serving_http(hosts: NetnsHosts, address: str, port: int, directory: str) -> Iterator[None]:
+    """An HTTP server on `address:port` in the client namespace ("the internet")."""
+    process = subprocess.Popen(
+        [*AS_ROOT, "ip", "netns", "exec", hosts.client, "python3", "-m", "http.server",
+         str(port), "--bind", address, "--directory", directory],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not _listens(hosts.client, address, port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the test HTTP server did not start")
+            time.sleep(0.05)
+        yield
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _listens(namespace: str, address: str, port: int) -> bool:
+    listed = subprocess.run(
+        [*AS_ROOT, "ip", "netns", "exec", namespace, "ss", "-Hltn", f"src {address}:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return bool(listed.stdout.strip())

@@ -1,0 +1,187 @@
+"""The host's settings that may change over its life, applied in place over SSH.
+
+The instance's cloud-config is the same for every stack (a changed one would replace the
+instance), so what follows the stack's settings is installed here by `command.remote.Command`s
+that run again when their script changes or the instance is replaced. Each script is
+idempotent: running it twice leaves the host as running it once.
+
+- The admin firewall: OCI's Ubuntu images REJECT all but SSH in iptables, so an exposed UI
+  port must be opened on the host as well as in the security list. The rules live in a chain
+  of their own, flushed and refilled on every run and jumped to once from INPUT, so a changed
+  CIDR list replaces the old rules. A systemd unit loads the same rules at boot from a file of
+  our own: nothing is ever saved with `netfilter-persistent save`, which would write Docker's
+  chains into the image's rules file (a later reload would then flush the services network's
+  rules).
+- sshd's `MaxStartups`: pulumi-docker opens an SSH connection per Docker call, and some
+  seventeen Docker resources start in parallel; sshd's default `10:30:100` drops unauthenticated
+  connections beyond ten at random. Multiplexing on the client (`ControlMaster`) does not avoid
+  it: the first burst starts before any master exists, and sessions past sshd's `MaxSessions`
+  (10 per connection) fall back to connections of their own (OpenSSH mux.c, `muxclient`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+FIREWALL_CHAIN = "AI-SWARM-ADMIN"
+FIREWALL_SCRIPT = "/usr/local/sbin/ai-swarm-firewall"
+FIREWALL_UNIT = "ai-swarm-firewall.service"
+UNIT_DIR = "/etc/systemd/system"
+SSHD_DROP_IN = "/etc/ssh/sshd_config.d/60-ai-swarm.conf"
+# Start dropping unauthenticated connections at 64 (30% of them), all of them at 128: room for
+# every Docker call of an `up` at once, and still a bound.
+MAX_STARTUPS = "64:30:128"
+# The delimiter of the here-documents that carry each file's text byte for byte.
+END_OF_FILE = "AI_SWARM_END_OF_FILE"
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class HostFile:
+    path: str
+    content: str
+    mode: str = "0644"
+
+
+def install_files_script(files: Sequence[HostFile], then: Sequence[str]) -> str:
+    """A shell script that writes `files` as root (each replaced in one rename, so a reader
+    never sees half a file), then runs the commands `then`."""
+    lines = [
+        "set -eu",
+        "put() {",
+        '  sudo install -d -m 0755 "$(dirname "$2")"',
+        '  sudo tee "$2.ai-swarm-new" >/dev/null',
+        '  sudo chmod "$1" "$2.ai-swarm-new"',
+        '  sudo mv -f "$2.ai-swarm-new" "$2"',
+        "}",
+    ]
+    for file in files:
+        if END_OF_FILE in file.content or not file.content.endswith("\n"):
+            raise ValueError(f"{file.path}: content must end in a newline and not hold the marker")
+        lines += [f"put {file.mode} {file.path} <<'{END_OF_FILE}'", file.content + END_OF_FILE]
+    return "\n".join([*lines, *then]) + "\n"
+
+
+def _restore_input(chain: str, rules: Sequence[str]) -> str:
+    """iptables-restore input that replaces the rules of `chain` and touches nothing else."""
+    return "\n".join(["*filter", f":{chain} - [0:0]", f"-F {chain}", *rules, "COMMIT"]) + "\n"
+
+
+def firewall_rules(cidrs: Sequence[IpNetwork], ports: Sequence[int], version: int) -> list[str]:
+    """One ACCEPT rule per admin CIDR of this IP version and port, in the admin chain."""
+    return [
+        f"-A {FIREWALL_CHAIN} -s {cidr} -p tcp -m conntrack --ctstate NEW --dport {port} -j ACCEPT"
+        for cidr in cidrs
+        if cidr.version == version
+        for port in ports
+    ]
+
+
+def firewall_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
+    """`/usr/local/sbin/ai-swarm-firewall`: load the admin chain, then jump to it from the top
+    of INPUT unless a jump is there already. `-w` waits for Docker's hold on the xtables lock."""
+    parts = ["#!/bin/sh", "set -eu"]
+    for tool, version in (("iptables", 4), ("ip6tables", 6)):
+        rules = _restore_input(FIREWALL_CHAIN, firewall_rules(cidrs, ports, version))
+        parts += [
+            f"{tool}-restore -w --noflush <<'EOF'",
+            rules + "EOF",
+            f"{tool} -w -C INPUT -j {FIREWALL_CHAIN} 2>/dev/null || "
+            f"{tool} -w -I INPUT 1 -j {FIREWALL_CHAIN}",
+        ]
+    return "\n".join(parts) + "\n"
+
+
+# Ordered after the image's own rules are restored (a restore flushes INPUT and would drop the
+# jump), and restarted with them (`PartOf`), so a restart of netfilter-persistent keeps ours.
+FIREWALL_UNIT_TEXT = f"""[Unit]
+Description=ai-swarm admin firewall ({FIREWALL_CHAIN} chain, jumped to from INPUT)
+After=netfilter-persistent.service
+PartOf=netfilter-persistent.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={FIREWALL_SCRIPT}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def firewall_install_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
+    """Install the firewall script and its unit, enable the unit, and load the rules now by
+    restarting it: the rules in force are the ones a reboot loads."""
+    return install_files_script(
+        [
+            HostFile(FIREWALL_SCRIPT, firewall_script(cidrs, ports), "0755"),
+            HostFile(f"{UNIT_DIR}/{FIREWALL_UNIT}", FIREWALL_UNIT_TEXT),
+        ],
+        then=[
+            "sudo systemctl daemon-reload",
+            f"sudo systemctl enable {FIREWALL_UNIT}",
+            f"sudo systemctl restart {FIREWALL_UNIT}",
+        ],
+    )
+
+
+SSHD_DROP_IN_TEXT = f"""# ai-swarm: pulumi-docker opens one SSH connection per Docker call.
+MaxStartups {MAX_STARTUPS}
+"""
+
+
+def sshd_install_script() -> str:
+    """Install the sshd drop-in, check the whole configuration, and reload sshd (running
+    sessions stay). A configuration sshd rejects is removed again before anything reloads."""
+    return install_files_script(
+        [HostFile(SSHD_DROP_IN, SSHD_DROP_IN_TEXT)],
+        then=[
+            f"sudo sshd -t || {{ sudo rm -f {SSHD_DROP_IN}; exit 1; }}",
+            "sudo systemctl try-reload-or-restart ssh.service",
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class HostSettingsArgs:
+    connection: command.remote.ConnectionArgs
+    # The instance the settings are on: a replaced instance gets them again.
+    instance_id: pulumi.Input[str]
+    # Cloud-init has finished (packages installed, volume mounted, Docker up).
+    ready: pulumi.Resource
+    admin_cidrs: Sequence[IpNetwork]
+    admin_ports: Sequence[int]
+
+
+class HostSettings(pulumi.ComponentResource):
+    """The admin firewall and sshd's limits on the host, updated in place when they change."""
+
+    firewall: command.remote.Command
+    sshd: command.remote.Command
+
+    def __init__(
+        self, name: str, args: HostSettingsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ai-swarm:host:Settings", name, None, opts)
+        self.firewall = self._apply(
+            f"{name}-firewall", firewall_install_script(args.admin_cidrs, args.admin_ports), args
+        )
+        self.sshd = self._apply(f"{name}-sshd", sshd_install_script(), args)
+        self.register_outputs({})
+
+    def _apply(self, name: str, script: str, args: HostSettingsArgs) -> command.remote.Command:
+        # A changed script is an update, which runs `create` again when no `update` is given
+        # (pulumi-command's docs for `create`); a new instance OCID replaces the command.
+        return command.remote.Command(
+            name,
+            connection=args.connection,
+            create=script,
+            triggers=[args.instance_id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.ready]),
+        )
