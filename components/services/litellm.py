@@ -70,7 +70,13 @@ def proxy_config(routes: Sequence[ModelRoute]) -> dict[str, Any]:
                 "type": "redis",
                 "service_name": redis_service.MASTER_NAME,
                 "sentinel_nodes": [[redis_service.SENTINEL_HOST, redis_service.SENTINEL_PORT]],
+                # Its own ACL user, on the master and on the Sentinel alike: litellm's
+                # `_redis.py` sends the Sentinels the master's arguments (username included)
+                # with `sentinel_password` as the password. Since v1.88 `password` reaches the
+                # Sentinel-discovered master.
+                "username": redis_service.LITELLM_USER,
                 "password": "os.environ/REDIS_PASSWORD",
+                "sentinel_password": "os.environ/REDIS_PASSWORD",
             },
         },
         "general_settings": {
@@ -122,7 +128,7 @@ class LiteLLM(Service):
                 env={"LITELLM_MODE": "PRODUCTION"},
                 secret_env={
                     "DATABASE_URL": postgres.database_url(DATABASE),
-                    "REDIS_PASSWORD": redis.password,
+                    "REDIS_PASSWORD": redis.credentials(redis_service.LITELLM_USER).password,
                 },
                 # "$0" names the script in its messages; the command is its "$@".
                 entrypoint=["/bin/sh", "-c", runner, "litellm-env"],

@@ -1,14 +1,32 @@
-"""Redis: a password-protected, append-only cache master and one Sentinel for discovery.
+"""Redis: an append-only cache master and one Sentinel for discovery, both behind ACL users.
 
 One host gives discovery (clients ask the Sentinel where the master is), not high availability.
+
+Nobody connects without a user and password, on either server. Each consumer has its own user
+with a generated password and the least it needs; the Sentinel reaches the master as its own
+user with the rights the Redis docs list for Sentinel ("Redis Access Control List
+authentication" in the Sentinel docs); the healthchecks may only PING. The `default` user, which
+a client without a user name gets, is off and has no password on both servers.
+
+LiteLLM finds the master through the Sentinel and sends its user and password to both (litellm
+`_redis.py`: the Sentinel connections get the master's connection arguments, `username`
+included, with `password` replaced by `sentinel_password`). Open WebUI cannot authenticate to a
+Sentinel at all (open-webui v0.6.18 `backend/open_webui/utils/redis.py` builds
+`redis.sentinel.Sentinel(hosts, port=, db=, username=, password=)` without `sentinel_kwargs`,
+and redis-py then sends the Sentinels no credentials; python-socketio's `redis+sentinel://`
+URL does the same): it talks to the master by its network alias instead, which on one host is
+the only master there is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
 import pulumi
 
 from components.services.base import ContainerSpec, DataDir, Health, Service, ServiceArgs, Upload
-from components.services.render import Directive, render_directives
+from components.services.render import Directive, acl_user, disabled_user, render_directives
 
 PORT = 6379
 SENTINEL_PORT = 26379
@@ -24,15 +42,81 @@ SENTINEL_FILE = "/data/sentinel.conf"
 # fragmentation and client buffers.
 MAXMEMORY_SHARE = 0.6
 
+# The user a client that names none gets (AUTH <password>, or no AUTH at all).
+UNNAMED_USER = "default"
+SENTINEL_USER = "sentinel"
+HEALTHCHECK_USER = "healthcheck"
+LITELLM_USER = "litellm"
+OPENWEBUI_USER = "openwebui"
+CONSUMERS = (LITELLM_USER, OPENWEBUI_USER)
 
-def master_directives(password: str, container_memory_mb: int) -> list[Directive]:
+# Data commands on any key, nothing that administers the server: `-@dangerous` last takes back
+# FLUSHALL/FLUSHDB, KEYS, CONFIG, DEBUG, MIGRATE/RESTORE, SHUTDOWN, REPLICAOF, MONITOR, ACL,
+# CLIENT KILL/LIST and the like that the categories before it include.
+_DATA_RULES = ("~*", "-@all", "+@read", "+@write", "+@keyspace", "+@transaction", "+@connection")
+
+
+# What a Sentinel sends a master it monitors (Redis docs, Sentinel, "Redis Access Control List
+# authentication"), and no key.
+_SENTINEL_RULES = (
+    "&*", "-@all", "+multi", "+slaveof", "+ping", "+exec", "+subscribe", "+config|rewrite",
+    "+role", "+publish", "+info", "+client|setname", "+client|kill", "+script|kill",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RedisUser:
+    """An ACL user with a generated password: its rules on the master and on the Sentinel
+    (None: no such user there)."""
+
+    name: str
+    master_rules: tuple[str, ...] | None
+    sentinel_rules: tuple[str, ...] | None
+
+
+USERS: Sequence[RedisUser] = (
+    # The Sentinel only monitors: it has no user on itself.
+    RedisUser(SENTINEL_USER, _SENTINEL_RULES, None),
+    RedisUser(HEALTHCHECK_USER, ("-@all", "+ping"), ("-@all", "+ping")),
+    # The cache (GET/SET/MGET, pipelines, Lua scripts for its counters), no pub/sub; INFO once
+    # at start for the server version (litellm caching/redis_cache.py). On the Sentinel: where
+    # the master is, nothing that changes what it monitors.
+    RedisUser(
+        LITELLM_USER,
+        (*_DATA_RULES, "resetchannels", "+@scripting", "-@dangerous", "+info"),
+        ("-@all", "+ping", "+sentinel|masters", "+sentinel|get-master-addr-by-name"),
+    ),
+    # Its config, websocket pools and locks (hashes, sets, lists, SET NX), KEYS over its own
+    # prefix (open-webui v0.6.18 socket/utils.py), and pub/sub for the websocket manager
+    # (python-socketio's AsyncRedisManager). No Sentinel user: it cannot send one.
+    RedisUser(
+        OPENWEBUI_USER,
+        (*_DATA_RULES, "&*", "+@pubsub", "-@dangerous", "+keys"),
+        None,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RedisCredentials:
+    """A consumer's user and its generated password (secret)."""
+
+    username: str
+    password: pulumi.Output[str]
+
+
+def master_directives(passwords: Mapping[str, str], container_memory_mb: int) -> list[Directive]:
     maxmemory_mb = int(container_memory_mb * MAXMEMORY_SHARE)
     return [
         ("bind", ["0.0.0.0"]),
         ("port", [str(PORT)]),
         ("protected-mode", ["yes"]),
-        ("requirepass", [password]),
-        ("masterauth", [password]),
+        disabled_user(UNNAMED_USER),
+        *[
+            acl_user(user.name, passwords[user.name], user.master_rules)
+            for user in USERS
+            if user.master_rules is not None
+        ],
         ("dir", ["/data"]),
         ("appendonly", ["yes"]),
         ("appendfsync", ["everysec"]),
@@ -41,22 +125,31 @@ def master_directives(password: str, container_memory_mb: int) -> list[Directive
     ]
 
 
-def sentinel_directives(password: str) -> list[Directive]:
+def sentinel_directives(passwords: Mapping[str, str]) -> list[Directive]:
     # resolve-hostnames must precede the monitor line that names the master by its DNS alias.
     return [
         ("port", [str(SENTINEL_PORT)]),
         ("dir", ["/data"]),
+        disabled_user(UNNAMED_USER),
+        *[
+            acl_user(user.name, passwords[user.name], user.sentinel_rules)
+            for user in USERS
+            if user.sentinel_rules is not None
+        ],
         ("sentinel", ["resolve-hostnames", "yes"]),
         ("sentinel", ["announce-hostnames", "yes"]),
         ("sentinel", ["monitor", MASTER_NAME, MASTER_HOST, str(PORT), str(SENTINELS)]),
-        ("sentinel", ["auth-pass", MASTER_NAME, password]),
+        ("sentinel", ["auth-user", MASTER_NAME, SENTINEL_USER]),
+        ("sentinel", ["auth-pass", MASTER_NAME, passwords[SENTINEL_USER]]),
         ("sentinel", ["down-after-milliseconds", MASTER_NAME, "10000"]),
         ("sentinel", ["failover-timeout", MASTER_NAME, "60000"]),
     ]
 
 
-def _ping(port: int) -> Health:
-    return Health(["CMD-SHELL", f"redis-cli -p {port} ping | grep -q PONG"])
+def ping_probe(port: int) -> list[str]:
+    """PING as the healthcheck user; redis-cli reads its password from REDISCLI_AUTH, so the
+    password stays out of the probe's command line."""
+    return ["CMD-SHELL", f"redis-cli --user {HEALTHCHECK_USER} -p {port} ping | grep -q PONG"]
 
 
 class Redis(Service):
@@ -66,19 +159,25 @@ class Redis(Service):
         self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, args, opts)
-        self.password = self.generated_secret("password")
+        self.passwords: dict[str, pulumi.Output[str]] = {
+            user.name: self.generated_secret(f"{user.name}-user") for user in USERS
+        }
+        names = list(self.passwords)
+        resolved = pulumi.Output.all(*self.passwords.values()).apply(
+            lambda values: dict(zip(names, values, strict=True))
+        )
         memory_mb = self.context.allocation(self.entry, MASTER_HOST).memory_mb
+        probe_auth = {"REDISCLI_AUTH": self.passwords[HEALTHCHECK_USER]}
         master = self.run(
             ContainerSpec(
                 name=MASTER_HOST,
-                health=_ping(PORT),
-                # redis-cli reads the password from REDISCLI_AUTH: it stays out of the probe.
-                secret_env={"REDISCLI_AUTH": self.password},
+                health=Health(ping_probe(PORT)),
+                secret_env=probe_auth,
                 command=["redis-server", CONFIG_FILE],
                 uploads=[
                     Upload(
                         CONFIG_FILE,
-                        self.password.apply(
+                        resolved.apply(
                             lambda pw: render_directives(master_directives(pw, memory_mb))
                         ),
                         secret=True,
@@ -90,12 +189,13 @@ class Redis(Service):
         self.run(
             ContainerSpec(
                 name=SENTINEL_HOST,
-                health=_ping(SENTINEL_PORT),
+                health=Health(ping_probe(SENTINEL_PORT)),
+                secret_env=probe_auth,
                 command=["redis-server", SENTINEL_FILE, "--sentinel"],
                 uploads=[
                     Upload(
                         SENTINEL_FILE,
-                        self.password.apply(lambda pw: render_directives(sentinel_directives(pw))),
+                        resolved.apply(lambda pw: render_directives(sentinel_directives(pw))),
                         secret=True,
                     )
                 ],
@@ -105,8 +205,18 @@ class Redis(Service):
         )
         self.finish()
 
-    def url(self, db: int = 0) -> pulumi.Output[str]:
-        """A redis:// URL whose host is the Sentinel master name (for Sentinel-aware clients)."""
+    def credentials(self, consumer: str) -> RedisCredentials:
+        if consumer not in CONSUMERS:
+            raise KeyError(f"{consumer!r} is not a Redis consumer; they are {CONSUMERS}")
+        return RedisCredentials(consumer, self.passwords[consumer])
+
+    def direct_url(self, consumer: str, db: int = 0) -> pulumi.Output[str]:
+        """A redis:// URL to the master by its network alias, as `consumer` (secret)."""
+        credentials = self.credentials(consumer)
         return pulumi.Output.secret(
-            pulumi.Output.concat("redis://:", self.password, f"@{MASTER_NAME}:{PORT}/{db}")
+            pulumi.Output.concat(
+                f"redis://{credentials.username}:",
+                credentials.password,
+                f"@{MASTER_HOST}:{PORT}/{db}",
+            )
         )

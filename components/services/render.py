@@ -7,6 +7,7 @@ plain data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -135,3 +136,15 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child"
 """
+
+
+def acl_user(name: str, password: str, rules: Sequence[str]) -> Directive:
+    """A redis.conf / sentinel.conf `user` line: enabled, its password as the SHA-256 Redis
+    compares (`#<hex>`, so the file holds no password a client could send), then its rules."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return ("user", [name, "on", f"#{digest}", *rules])
+
+
+def disabled_user(name: str) -> Directive:
+    """A `user` line for a user nobody can be: off, no password, no keys, channels or commands."""
+    return ("user", [name, "off", "resetpass", "resetkeys", "resetchannels", "-@all"])

@@ -7,6 +7,7 @@ The program runs once under mocks for the whole group; the daemons several test 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,13 +52,15 @@ def redis_master_container(program_run: ProgramRun) -> RenderedContainer:
     return RenderedContainer.of(program_run, redis_service.MASTER_HOST)
 
 
+def reachable_workdir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory the daemons' own users can reach (pytest's are root's only)."""
+    return tempfile.TemporaryDirectory(prefix=f"ai-swarm-{prefix}-")
+
+
 @pytest.fixture(scope="session")
-def redis_master(
-    redis_master_container: RenderedContainer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[daemons.RedisDaemon]:
+def redis_master(redis_master_container: RenderedContainer) -> Iterator[daemons.RedisDaemon]:
     conf = redis_master_container.upload(redis_service.CONFIG_FILE)
-    password = redis_master_container.envs["REDISCLI_AUTH"]
-    with daemons.redis_server(conf, tmp_path_factory.mktemp("redis"), password=password) as daemon:
+    with reachable_workdir("redis") as workdir, daemons.redis_server(conf, Path(workdir)) as daemon:
         yield daemon
 
 
@@ -68,11 +71,11 @@ def sentinel_container(program_run: ProgramRun) -> RenderedContainer:
 
 @pytest.fixture(scope="session")
 def sentinel(
-    sentinel_container: RenderedContainer,
-    redis_master: daemons.RedisDaemon,
-    tmp_path_factory: pytest.TempPathFactory,
+    sentinel_container: RenderedContainer, redis_master: daemons.RedisDaemon
 ) -> Iterator[daemons.RedisDaemon]:
     conf = sentinel_container.upload(redis_service.SENTINEL_FILE)
-    workdir = tmp_path_factory.mktemp("sentinel")
-    with daemons.redis_sentinel(conf, workdir, master_port=redis_master.port) as daemon:
+    with (
+        reachable_workdir("sentinel") as workdir,
+        daemons.redis_sentinel(conf, Path(workdir), master_port=redis_master.port) as daemon,
+    ):
         yield daemon

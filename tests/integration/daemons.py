@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -22,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ POLL_INTERVAL_S = 0.1
 LOG_TAIL_CHARS = 3000
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+REDIS_OS_USER = "redis"
 POSTGRES_OS_USER = "postgres"
 # Where `.ci/run` puts the proxy's own virtual environment: its pins conflict with the project's.
 LITELLM_EXECUTABLE = Path(
@@ -200,22 +202,35 @@ class HttpDaemon:
 # --- Redis and Sentinel -------------------------------------------------------------------------
 
 
+# The user the tests themselves administer a test daemon as (CONFIG GET, SENTINEL FLUSHCONFIG,
+# ACL LOG): the rendered files give no user such rights, so one is added here.
+HARNESS_USER = "integration-harness"
+
+
 @dataclass(frozen=True)
 class RedisDaemon:
-    """A redis-server or redis-sentinel on loopback, driven through redis-cli."""
+    """A redis-server or redis-sentinel on loopback, driven through redis-cli as `user`."""
 
     port: int
-    password: str | None
+    user: str
+    password: str
     conf_path: Path
     log_path: Path
 
+    def as_user(self, user: str, password: str) -> RedisDaemon:
+        """The same daemon, talked to as another ACL user."""
+        return replace(self, user=user, password=password)
+
     def cli(self, *args: str, authenticate: bool = True) -> str:
-        """redis-cli's answer; error replies come back as text ("NOAUTH ..."), exit code 0."""
+        """redis-cli's answer; error replies come back as text ("NOAUTH ..."), exit code 0.
+        Unauthenticated, redis-cli sends no AUTH at all."""
         env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
-        if authenticate and self.password is not None:
+        user: list[str] = []
+        if authenticate:
             env["REDISCLI_AUTH"] = self.password  # keeps the password off the command line
+            user = ["--user", self.user]
         done = subprocess.run(
-            ["redis-cli", "-h", LOOPBACK, "-p", str(self.port), *args],
+            ["redis-cli", "-h", LOOPBACK, "-p", str(self.port), *user, *args],
             capture_output=True,
             text=True,
             env=env,
@@ -225,16 +240,19 @@ class RedisDaemon:
         return done.stdout.strip()
 
 
-def _run_here(conf_text: str, port: int, workdir: Path) -> str:
-    """The rendered config, changed only in where the daemon listens, writes and logs.
+def _run_here(conf_text: str, port: int, workdir: Path, harness_password: str) -> str:
+    """The rendered config, changed only in where the daemon listens, writes and logs, plus the
+    harness' own user.
 
     The container's 0.0.0.0:6379 and /data are neither free nor ours on this machine. Redis
     applies the last occurrence of a directive, so port, bind and logging are appended and the
     rendered lines stay as they are. `dir` is the exception: redis changes into it while parsing,
-    so a rendered `dir /data` would fail here before any later line could override it.
+    so a rendered `dir /data` would fail here before any later line could override it. The
+    rendered users stay as they are; the harness' user is one more.
     """
     kept = [line for line in conf_text.splitlines() if line.split()[:1] != ["dir"]]
     overrides = [f'dir "{workdir}"', f"port {port}", f"bind {LOOPBACK}", "daemonize no"]
+    overrides.append(f"user {HARNESS_USER} on >{harness_password} ~* &* +@all")
     appended = ["# Adapted to loopback by tests/integration/daemons.py", *overrides, 'logfile ""']
     return "\n".join([*kept, *appended]) + "\n"
 
@@ -250,26 +268,42 @@ def _answers_resp(port: int) -> bool:
     return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
 
 
+def _as_redis_user(argv: Sequence[str]) -> list[str]:
+    """As root, run as the packaged `redis` user, as the image runs its daemons as its own."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", REDIS_OS_USER, "--", *argv]
+    return list(argv)
+
+
 @contextlib.contextmanager
-def _redis_program(
-    program: str, conf_text: str, workdir: Path, password: str | None
-) -> Iterator[RedisDaemon]:
+def _redis_program(program: str, conf_text: str, workdir: Path) -> Iterator[RedisDaemon]:
+    """The daemon on its copy of the config, talked to as the harness' user. The copy is the
+    daemon user's and owner-only (0600), as the container's upload is; `workdir` must be
+    reachable by that user (not under pytest's root-only temporary directory)."""
     binary = require_program(program)
     record_version(program, [binary, "--version"])
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    harness_password = secrets.token_hex(16)
     conf_path = workdir / f"{program}.conf"
-    conf_path.write_text(_run_here(conf_text, port, workdir))
+    conf_path.touch(mode=0o600)
+    conf_path.write_text(_run_here(conf_text, port, workdir, harness_password))
     log_path = workdir / f"{program}.log"
-    with running([binary, str(conf_path)], log_path) as process:
+    if os.geteuid() == 0:
+        for path in (workdir, conf_path):
+            shutil.chown(path, REDIS_OS_USER, REDIS_OS_USER)
+    # docker-entrypoint.sh of the redis image sets umask 0077 before it starts the daemon, so a
+    # file Sentinel rewrites stays owner-only (docker-library/redis, alpine entrypoint).
+    argv = ["sh", "-c", 'umask 0077 && exec "$@"', "redis-entrypoint", binary, str(conf_path)]
+    with running(_as_redis_user(argv), log_path) as process:
         wait_until(lambda: _answers_resp(port), what=program, log_path=log_path, process=process)
-        yield RedisDaemon(port, password, conf_path, log_path)
+        yield RedisDaemon(port, HARNESS_USER, harness_password, conf_path, log_path)
 
 
 @contextlib.contextmanager
-def redis_server(conf_text: str, workdir: Path, *, password: str | None) -> Iterator[RedisDaemon]:
+def redis_server(conf_text: str, workdir: Path) -> Iterator[RedisDaemon]:
     """`redis-server` on the rendered redis.conf."""
-    with _redis_program("redis-server", conf_text, workdir, password) as daemon:
+    with _redis_program("redis-server", conf_text, workdir) as daemon:
         yield daemon
 
 
@@ -298,8 +332,7 @@ def redis_sentinel(conf_text: str, workdir: Path, *, master_port: int) -> Iterat
     lives in `workdir` and is writable.
     """
     retargeted = retarget_sentinel_monitor(conf_text, LOOPBACK, master_port)
-    # No password: the rendered Sentinel itself requires none (its auth-pass is for the master).
-    with _redis_program("redis-sentinel", retargeted, workdir, None) as daemon:
+    with _redis_program("redis-sentinel", retargeted, workdir) as daemon:
         yield daemon
 
 

@@ -171,10 +171,13 @@ def test_data_directories_are_made_on_the_mounted_volume_first(
     free_run: ProgramRun, name: str
 ) -> None:
     registration = container(free_run, name)
+    # The host command named after the container's data directories (Open WebUI also waits
+    # for the one that registers its LiteLLM key).
     [made] = [
         free_run.by_urn()[urn]
         for urn in registration.dependencies
         if free_run.by_urn()[urn].type == COMMAND
+        and free_run.by_urn()[urn].name.endswith(f"{name}-data-dirs")
     ]
     script = made.inputs["create"]
     assert script.index("mountpoint -q /mnt/data") < script.index("mkdir -p")

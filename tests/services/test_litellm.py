@@ -12,6 +12,8 @@ from components.services.render import render_env_runner
 from dryrun.engine import ProgramRun
 from tests.services.conftest import MODEL_API_KEYS, MODELS
 from tests.services.readers import COMMAND, container, depends_on, env, upload, vault_secret
+from tests.services.test_redis import CONF as REDIS_CONF
+from tests.services.test_redis import SENTINEL_CONF, digest, users
 
 CONFIG = "/app/config.yaml"
 
@@ -41,17 +43,22 @@ def test_no_models_configured_gives_an_empty_list(exposed_run: ProgramRun) -> No
     assert _config(exposed_run)["model_list"] == []
 
 
-def test_cache_finds_redis_through_sentinel(free_run: ProgramRun) -> None:
+def test_cache_finds_redis_through_sentinel_as_its_own_user(free_run: ProgramRun) -> None:
     settings = _config(free_run)["litellm_settings"]
     assert settings["cache"] is True
     assert settings["cache_params"] == {
         "type": "redis",
         "service_name": "mymaster",
         "sentinel_nodes": [["redis-sentinel", 26379]],
+        "username": "litellm",
         "password": "os.environ/REDIS_PASSWORD",
+        "sentinel_password": "os.environ/REDIS_PASSWORD",
     }
     litellm = env(container(free_run, "litellm"))
-    assert litellm["REDIS_PASSWORD"] == env(container(free_run, "redis"))["REDISCLI_AUTH"]
+    # Its own user's password on both servers (the files hold its SHA-256), no other's.
+    for server, path in (("redis", REDIS_CONF), ("redis-sentinel", SENTINEL_CONF)):
+        assert users(free_run, server, path)["litellm"][1] == digest(litellm["REDIS_PASSWORD"])
+    assert litellm["REDIS_PASSWORD"] != env(container(free_run, "redis"))["REDISCLI_AUTH"]
 
 
 def test_master_key_and_database_come_from_the_env(free_run: ProgramRun) -> None:

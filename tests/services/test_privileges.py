@@ -174,16 +174,16 @@ def test_without_any_one_of_them_the_entrypoint_fails(
 
 @pytest.mark.parametrize("name", [n for n in IDS if PRIVILEGES[n].runs_as == ROOT])
 def test_root_without_capabilities_still_owns_its_files(name: str, data_dir: Path) -> None:
-    """The images that run as root (no capability added) write only what root owns: their
-    image files and a root-owned data directory. Root with no capability still can; it cannot
-    write where another user owns the directory."""
-    assert PRIVILEGES[name].capabilities == ()
+    """The images that run as root write only what root owns: their image files and a
+    root-owned data directory. Root with only its table entry still can; it cannot write where
+    another user owns the directory."""
+    capabilities = PRIVILEGES[name].capability_names
     prepared = _as_root(["sh", "-c", _PREPARE, "prepare", str(data_dir), "4242", "4242"])
     assert prepared.returncode == 0, prepared.stderr
     own = _as_root(["chown", "0:0", f"{data_dir}/fresh"])
     assert own.returncode == 0
     write_own = f'set -e; cd "{data_dir}"; cat fresh >/dev/null; echo more >> fresh; touch made'
-    assert _as_root([*_limited_to([]), "sh", "-c", write_own]).returncode == 0
+    assert _as_root([*_limited_to(capabilities), "sh", "-c", write_own]).returncode == 0
     write_foreign = f'touch "{data_dir}/kept/x"'
-    assert _as_root([*_limited_to([]), "sh", "-c", write_foreign]).returncode != 0
+    assert _as_root([*_limited_to(capabilities), "sh", "-c", write_foreign]).returncode != 0
     _as_root(["rm", "-f", f"{data_dir}/made"])
