@@ -3,6 +3,7 @@
 import pulumi
 import pulumi_oci as oci
 
+from components.backups import DUMP_DIR, Backups, BackupsArgs
 from components.config import load_config
 from components.host import ArmHost, ArmHostArgs
 from components.host_config import HostSettings, HostSettingsArgs
@@ -66,3 +67,20 @@ pulumi.export("instanceId", host.instance_id)
 placement = place_services(config, host, after=[host_settings.sshd])
 pulumi.export("uiTunnel", placement.tunnel_command(host.public_ip))
 pulumi.export("litellmMasterKey", placement.litellm_master_key)
+
+postgres = placement.services.get("postgres")
+Backups(
+    "backups",
+    BackupsArgs(
+        compartment_id=config.compartment_id,
+        host_name=config.host_name,
+        data_volume_id=host.data_volume_id,
+        schedule=config.backups,
+        instance_id=host.instance_id,
+        connection=host.connection,
+        postgres=postgres.containers[0] if postgres is not None else None,
+    ),
+)
+pulumi.export("dataVolumeId", host.data_volume_id)
+pulumi.export("volumeBackups", config.backups.summary)
+pulumi.export("pgDumps", DUMP_DIR if postgres is not None else None)

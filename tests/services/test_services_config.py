@@ -55,7 +55,28 @@ BAD = [
         "ai-swarm:services.litellm.image",
         "pinned to a version tag or digest",
     ),
+    # The data on the volume is PostgreSQL 15: no other major may start on it.
+    (
+        _services({"postgres": {"image": "postgres:16.4-alpine"}}),
+        "ai-swarm:services.postgres.image",
+        "an image of PostgreSQL 15",
+    ),
+    (
+        _services({"postgres": {"image": "pgvector/pgvector:0.8.0-pg17"}}),
+        "ai-swarm:services.postgres.image",
+        "the data on the volume is PostgreSQL 15 and a new major cannot read it",
+    ),
+    (
+        _services({"postgres": {"image": f"postgres@sha256:{'0' * 64}"}}),
+        "ai-swarm:services.postgres.image",
+        "sudo systemctl start ai-swarm-pg-dump.service",
+    ),
     (_services({"redis": {"enabled": "maybe"}}), "ai-swarm:services.redis.enabled", "true or"),
+    (
+        _services({"vault": {"enabled": False}}),
+        "ai-swarm:services.vault.enabled",
+        "litellm needs vault",
+    ),
     (
         _services({"postgres": {"enabled": False}}),
         "ai-swarm:services.postgres.enabled",
@@ -190,11 +211,22 @@ def test_exposing_opens_only_the_enabled_uis() -> None:
 
 
 def test_disabled_services_are_not_registered() -> None:
-    run = run_with(_services({"vault": {"enabled": "false"}, "nodeExporter": {"enabled": False}}))
-    assert not {"vault", "vault-agent", "node-exporter"} & container_names(run)
+    # LiteLLM needs Vault and Open WebUI needs LiteLLM: Vault goes only with both.
+    off = {"vault": "false", "litellm": False, "openWebui": False, "nodeExporter": False}
+    run = run_with(_services({key: {"enabled": value} for key, value in off.items()}))
+    gone = {"vault", "vault-agent", "litellm", "open-webui", "node-exporter"}
+    assert not gone & container_names(run)
     components = {r.type.removeprefix(SERVICE_PREFIX) for r in run.registrations}
-    assert not {"Vault", "NodeExporter"} & components
-    assert len(run.of_type(CONTAINER)) == 6
+    assert not {"Vault", "LiteLLM", "OpenWebUI", "NodeExporter"} & components
+    assert len(run.of_type(CONTAINER)) == 4
+
+
+@pytest.mark.parametrize(
+    "image", ["postgres:15.15-alpine", "postgres:15", "pgvector/pgvector:0.8.0-pg15"]
+)
+def test_postgres_image_of_the_same_major_is_accepted(image: str) -> None:
+    run = run_with(_services({"postgres": {"image": image}}))
+    assert run.one(REMOTE_IMAGE, "postgres-image").inputs["name"] == image
 
 
 def test_image_override_replaces_the_catalog_image() -> None:
