@@ -103,16 +103,16 @@ class LiteLLM(Service):
         )
         salt_key = self.generated_secret("salt-key", protect=True)
         settings = self.context.settings
-        env_file = vault.feed_litellm(
-            {
-                MASTER_KEY_ENV: self.api_key,
-                SALT_KEY_ENV: salt_key,
-                **dict(settings.model_api_keys),
-            }
-        )
+        secrets = {
+            MASTER_KEY_ENV: self.api_key,
+            SALT_KEY_ENV: salt_key,
+            **dict(settings.model_api_keys),
+        }
+        env_file = vault.feed_litellm(secrets)
         runner = render_env_runner(
             f"{SECRETS_DIR}/{env_file.file_name}",
             IMAGE_ENTRYPOINT,
+            sorted(secrets),
             wait_s=ENV_FILE_WAIT_S,
             poll_s=ENV_FILE_POLL_S,
         )

@@ -98,17 +98,24 @@ def render_env_template(paths: Mapping[str, str], field: str) -> str:
     )
 
 
-def render_env_runner(env_file: str, program: str, wait_s: int, poll_s: int) -> str:
-    """A POSIX sh entrypoint: wait up to `wait_s` seconds for `env_file`, export its
-    `NAME=value` lines (read, never sourced: a value is data, not shell), run `program` with the
-    script's arguments, and exit 75 once the file changes so that the container's restart
+def render_env_runner(
+    env_file: str, program: str, variables: Sequence[str], wait_s: int, poll_s: int
+) -> str:
+    """A POSIX sh entrypoint: wait up to `wait_s` seconds for `env_file`, export its lines for
+    `variables` only (read, never sourced: a value is data, not shell; a line for any other
+    name, such as one a stray newline in a value would start, is skipped), run `program` with
+    the script's arguments, and exit 75 once the file changes so that the container's restart
     policy starts the program again with the new values. TERM/INT are passed on to `program`."""
     file = shlex.quote(env_file)
+    wanted = "|".join(f"{name}=*" for name in variables)
+    missing = shlex.quote(f"{env_file} did not appear within {wait_s} s")
+    skipped = shlex.quote(f"skipping a line of {env_file} that sets no expected variable")
+    changed = shlex.quote(f"{env_file} changed: stopping so that a restart loads the new values")
     return f"""set -eu
 waited=0
 until [ -s {file} ]; do
   if [ "$waited" -ge {wait_s} ]; then
-    echo "{env_file} did not appear within {wait_s} s" >&2
+    echo {missing} >&2
     exit 1
   fi
   sleep 1
@@ -117,8 +124,8 @@ done
 loaded="$(cksum < {file})"
 while IFS= read -r line || [ -n "$line" ]; do
   case "$line" in
-    [A-Z]*=*) export "$line" ;;
-    *) echo "skipping a line of {env_file} that is not NAME=value" >&2 ;;
+    {wanted}) export "$line" ;;
+    *) echo {skipped} >&2 ;;
   esac
 done < {file}
 {shlex.quote(program)} "$@" &
@@ -128,7 +135,7 @@ while kill -0 "$child" 2>/dev/null; do
   sleep {poll_s} &
   wait "$!" || true
   if [ "$(cksum < {file} 2>/dev/null || true)" != "$loaded" ]; then
-    echo "{env_file} changed: stopping so that the new values are loaded on restart" >&2
+    echo {changed} >&2
     kill -TERM "$child" 2>/dev/null || true
     wait "$child" || true
     exit 75

@@ -205,6 +205,31 @@ def test_the_secrets_are_in_no_environment_the_container_declares(
     assert not [v for v in vault.values.values() if v in "\n".join(container.envs.values())]
 
 
+def test_entrypoint_exports_the_expected_variables_only(
+    entrypoint: list[str], vault: VaultStack, tmp_path: Path
+) -> None:
+    """The container's entrypoint on a file with a stray line: a value that held a newline must
+    not set another variable, such as PATH."""
+    stray = tmp_path / "litellm.env"
+    stray.write_text(vault.agent.rendered.read_text() + "PATH=/nowhere\nUNLISTED=1\n")
+    script = retarget(entrypoint, str(vault.agent.rendered), str(stray))
+    script = retarget(script, str(daemons.LITELLM_EXECUTABLE), "env")
+    done = subprocess.run(
+        script,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=daemons.COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    assert {k: seen[k] for k in vault.values} == dict(vault.values)
+    assert seen["PATH"] == "/usr/bin:/bin"
+    assert "UNLISTED" not in seen
+    assert done.stderr.count("sets no expected variable") == 2
+
+
 def test_a_changed_key_stops_litellm_and_its_restart_loads_the_new_one(
     proxy: daemons.HttpDaemon,
     launch: Launch,

@@ -91,6 +91,7 @@ def test_entrypoint_loads_the_agents_file_then_runs_the_image_entrypoint(
     assert script == render_env_runner(
         "/run/ai-swarm/vault/litellm.env",
         "docker/prod_entrypoint.sh",
+        sorted({"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", *MODEL_API_KEYS}),
         wait_s=litellm_service.ENV_FILE_WAIT_S,
         poll_s=litellm_service.ENV_FILE_POLL_S,
     )
