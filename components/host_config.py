@@ -73,12 +73,15 @@ def _restore_input(chain: str, rules: Sequence[str]) -> str:
     return "\n".join(["*filter", f":{chain} - [0:0]", f"-F {chain}", *rules, "COMMIT"]) + "\n"
 
 
-def firewall_rules(cidrs: Sequence[IpNetwork], ports: Sequence[int], version: int) -> list[str]:
-    """One ACCEPT rule per admin CIDR of this IP version and port, in the admin chain."""
+def firewall_rules(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> list[str]:
+    """One ACCEPT rule per admin CIDR and port, in the admin chain. IPv4 only: the VCN has no
+    IPv6 addresses, and the config refuses IPv6 admin CIDRs."""
+    for cidr in cidrs:
+        if cidr.version != 4:
+            raise ValueError(f"{cidr}: the host firewall admits IPv4 networks only")
     return [
         f"-A {FIREWALL_CHAIN} -s {cidr} -p tcp -m conntrack --ctstate NEW --dport {port} -j ACCEPT"
         for cidr in cidrs
-        if cidr.version == version
         for port in ports
     ]
 
@@ -86,16 +89,15 @@ def firewall_rules(cidrs: Sequence[IpNetwork], ports: Sequence[int], version: in
 def firewall_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
     """`/usr/local/sbin/ai-swarm-firewall`: load the admin chain, then jump to it from the top
     of INPUT unless a jump is there already. `-w` waits for Docker's hold on the xtables lock."""
-    parts = ["#!/bin/sh", "set -eu"]
-    for tool, version in (("iptables", 4), ("ip6tables", 6)):
-        rules = _restore_input(FIREWALL_CHAIN, firewall_rules(cidrs, ports, version))
-        parts += [
-            f"{tool}-restore -w --noflush <<'EOF'",
-            rules + "EOF",
-            f"{tool} -w -C INPUT -j {FIREWALL_CHAIN} 2>/dev/null || "
-            f"{tool} -w -I INPUT 1 -j {FIREWALL_CHAIN}",
-        ]
-    return "\n".join(parts) + "\n"
+    rules = _restore_input(FIREWALL_CHAIN, firewall_rules(cidrs, ports))
+    return (
+        "#!/bin/sh\n"
+        "set -eu\n"
+        "iptables-restore -w --noflush <<'EOF'\n"
+        f"{rules}EOF\n"
+        f"iptables -w -C INPUT -j {FIREWALL_CHAIN} 2>/dev/null || "
+        f"iptables -w -I INPUT 1 -j {FIREWALL_CHAIN}\n"
+    )
 
 
 # Ordered after the image's own rules are restored (a restore flushes INPUT and would drop the

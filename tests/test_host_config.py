@@ -3,6 +3,7 @@ belong to, after cloud-init, and before Docker needs them."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import pytest
@@ -16,6 +17,7 @@ from components.host_config import (
     MAX_STARTUPS,
     SSHD_DROP_IN,
     HostFile,
+    firewall_rules,
     install_files_script,
 )
 from dryrun.engine import ProgramRun, run_program
@@ -94,3 +96,8 @@ def test_docker_over_ssh_keeps_host_keys_per_instance(always_free_run: ProgramRu
 def test_install_script_refuses_content_it_cannot_carry(content: str) -> None:
     with pytest.raises(ValueError, match="/etc/x"):
         install_files_script([HostFile("/etc/x", content)], then=[])
+
+
+def test_the_firewall_refuses_what_it_cannot_filter() -> None:
+    with pytest.raises(ValueError, match="2001:db8::/64"):
+        firewall_rules([ipaddress.ip_network("2001:db8::/64")], [22])
