@@ -198,6 +198,8 @@ class ArmHost(pulumi.ComponentResource):
                 source_id=_newest_ubuntu_image(args.compartment_id),
                 boot_volume_size_in_gbs=str(args.boot_volume_gb),
             ),
+            # `hostname_label` and `display_name` are "(Updatable)" (pulumi-oci's
+            # InstanceCreateVnicDetailsArgs): a new `hostName` changes the VNIC in place.
             create_vnic_details=oci.core.InstanceCreateVnicDetailsArgs(
                 subnet_id=args.subnet_id,
                 assign_public_ip="false",
