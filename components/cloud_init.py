@@ -30,7 +30,9 @@ PACKAGES = ("docker.io", "unattended-upgrades")
 # Canonical's connectivity check (it answers 204 to anyone): reachable means the host has
 # egress to the internet, which it lacks until the reserved public IP is bound to it.
 EGRESS_PROBE_URL = "http://connectivity-check.ubuntu.com/"
-EGRESS_WAIT_TRIES = 60
+# Without egress a probe's packets are dropped, so each one takes its full 10 s timeout:
+# 30 probes 10 s apart bound the wait at about 10 minutes.
+EGRESS_WAIT_TRIES = 30
 EGRESS_WAIT_INTERVAL_S = 10
 APT_ATTEMPTS = 5
 APT_RETRY_INTERVAL_S = 30

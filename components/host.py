@@ -26,8 +26,10 @@ __all__ = [
 A1_SHAPE = "VM.Standard.A1.Flex"
 HOST_TAG = "ai-swarm-host"
 UBUNTU = ("Canonical Ubuntu", "24.04")
-# Seconds the readiness gate waits for cloud-init; the Command's own timeout is a little longer.
-CLOUD_INIT_WAIT_SECONDS = 1200
+# Seconds the readiness gate waits for cloud-init, whose first boot may wait up to 15 minutes
+# for the data volume, about 10 for egress and a few for apt's retries; the Command's own
+# timeout is a little longer.
+CLOUD_INIT_WAIT_SECONDS = 1800
 
 # Every host key the local `ssh` learns is kept in a file of the instance's own: a replaced
 # instance (a new OCID behind the same reserved IP) starts a new file, so its new host key is
@@ -159,7 +161,7 @@ class ArmHost(pulumi.ComponentResource):
                 self._child("-ready"),
                 pulumi.ResourceOptions(
                     depends_on=[attachment],
-                    custom_timeouts=pulumi.CustomTimeouts(create="25m", update="25m"),
+                    custom_timeouts=pulumi.CustomTimeouts(create="35m", update="35m"),
                 ),
             ),
         )
