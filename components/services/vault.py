@@ -88,8 +88,10 @@ LOOPBACK_CIDR = "127.0.0.1/32"
 # host's readiness gate, so the login already carries the docker group.
 IN_SERVER = f"docker exec -i {SERVER_NAME} "
 
-# Bump to rotate the seal key: the new key becomes current and the old one stays as previous,
-# which the server needs once to rewrap its root key (README, "Vault (OpenBao)").
+# Bump to rotate the seal key: the new key becomes current, the old one stays as previous so
+# that the server can still unseal, and the rewrap step then stores the root key wrapped by the
+# new key alone. OpenBao does not rewrap by itself here: its post-unseal seal-key upgrade needs
+# a recovery key, which self-initialisation does not make. (README, "Vault (OpenBao)").
 SEAL_KEY_GENERATION = 1
 SEAL_KEY_BYTES = 32  # AES-256-GCM, the only key the static seal takes
 
@@ -140,6 +142,8 @@ def initialize_stanzas() -> list[dict[str, Any]]:
             litellm_secrets: ["create", "update"],
             f"auth/approle/role/{AGENT_ROLE}/custom-secret-id": ["update"],
             f"auth/approle/role/{AGENT_ROLE}/secret-id/lookup": ["update"],
+            # A new root key is stored wrapped by the current seal key only (seal rotation).
+            "sys/rotate/root": ["update", "sudo"],
         }
     )
     return [
@@ -275,6 +279,12 @@ def kv_put_program(variable: str) -> str:
     return as_provisioner(put)
 
 
+def rewrap_program() -> str:
+    """Rotate the root key: the new one is stored wrapped by the current seal key, so that the
+    previous seal key is no longer needed."""
+    return as_provisioner("bao write -f sys/rotate/root >/dev/null")
+
+
 def secret_id_program() -> str:
     """Register stdin as the Agent's secret-id unless Vault knows it already (a replaced host
     finds the data volume's Vault with it)."""
@@ -334,6 +344,14 @@ class Vault(Service):
             ],
             opts=self._child(),
         )
+        self._host_step(
+            "seal-rewrap",
+            in_server(rewrap_program()),
+            None,
+            [self.server],
+            # Once per seal key: the rotated root key is stored on the data volume.
+            triggers=[seal_key_id(SEAL_KEY_GENERATION)],
+        )
         self.finish()
 
     def _seal_generations(self) -> list[int]:
@@ -359,19 +377,20 @@ class Vault(Service):
         self,
         purpose: str,
         script: str,
-        stdin: pulumi.Input[str],
+        stdin: pulumi.Input[str] | None,
         depends_on: Sequence[pulumi.Resource],
+        triggers: Sequence[pulumi.Input[str]] = (),
     ) -> command.remote.Command:
-        """A step on the host with a secret on stdin: redone on a new instance and whenever the
-        value changes, its output never logged."""
+        """A step on the host, any secret on its stdin: redone when its `triggers` (by default
+        the instance: a new host) or its stdin change, its output never logged."""
         return command.remote.Command(
             f"{self.name}-{purpose}",
             connection=self.context.connection,
             create=script,
             update=script,
-            stdin=pulumi.Output.secret(stdin),
+            stdin=None if stdin is None else pulumi.Output.secret(stdin),
             logging=command.remote.Logging.NONE,
-            triggers=[self.context.instance_id],
+            triggers=list(triggers) or [self.context.instance_id],
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=list(depends_on), additional_secret_outputs=["stdout"]
             ),

@@ -21,6 +21,7 @@ from tests.integration.rendered import RenderedContainer
 COMMAND = "command:remote:Command"
 KV_STEP_PREFIX = "vault-kv-"
 APPROLE_STEP = "vault-agent-approle"
+REWRAP_STEP = "vault-seal-rewrap"
 # The Agent re-reads KV every RENDER_INTERVAL (30 s); here it may do so every second so that a
 # re-render shows without a long wait. Nothing else in its config changes.
 TEST_RENDER_INTERVAL = "1s"
@@ -37,6 +38,12 @@ class HostStep:
         if vault_service.IN_SERVER not in self.script:
             raise AssertionError(f"{self.name} does not run in the server container")
         return self.script.replace(vault_service.IN_SERVER, "")
+
+
+def rewrap_step(run: ProgramRun) -> HostStep:
+    """The seal rewrap step (it reads nothing from stdin)."""
+    [command] = [c for c in run.of_type(COMMAND) if c.name == REWRAP_STEP]
+    return HostStep(command.name, command.inputs["create"], "")
 
 
 def host_steps(run: ProgramRun) -> dict[str, HostStep]:

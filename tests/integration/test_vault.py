@@ -8,7 +8,9 @@ LiteLLM's file with those values, and renders it again when a value changes.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ from tests.integration.openbao import (
     VaultStack,
     env_lines,
     host_steps,
+    local_paths,
+    rewrap_step,
     run_step,
     server_setup,
     vault_stack,
@@ -191,3 +195,35 @@ def test_agent_healthcheck_passes_once_the_file_is_rendered(
     assert run_healthcheck(check, {}).returncode == 0
     not_rendered = retarget(agent.healthcheck, inside, str(tmp_path / "litellm.env"))
     assert run_healthcheck(not_rendered, {}).returncode != 0
+
+
+def test_rotating_the_seal_key_keeps_the_data_and_frees_the_old_key(
+    program_run: ProgramRun, tmp_path: Path
+) -> None:
+    """Generation 1 as registered; generation 2 as the program renders it once
+    SEAL_KEY_GENERATION is raised (a new key current, the old one previous); the program's
+    rewrap step; then the old key is no longer needed."""
+    container = RenderedContainer.of(program_run, "vault")
+    first_config, first_key = server_setup(container, tmp_path)
+    storage = tmp_path / "server"
+    with daemons.bao_server(first_config, first_key, storage) as first:
+        run_step(first, host_steps(program_run)[f"{KV_STEP_PREFIX}LITELLM_SALT_KEY"])
+    paths = local_paths(tmp_path)
+    rotated = daemons.rewrite_paths(vault_service.server_config(seal_generation=2), paths)
+    new_key_file = daemons.rewrite_paths(vault_service.seal_key_file(2), paths)
+    new_key = {new_key_file: base64.b64encode(os.urandom(vault_service.SEAL_KEY_BYTES)).decode()}
+    seal = rotated["seal"]["static"]
+    assert seal["previous_key"] == f"file://{next(iter(first_key))}"
+    without_previous = {
+        **rotated,
+        "seal": {"static": {k: v for k, v in seal.items() if not k.startswith("previous_")}},
+    }
+    with daemons.bao_server(rotated, new_key, storage):
+        pass  # unseals with the previous key; OpenBao rewraps nothing by itself
+    with daemons.bao_server(without_previous, {}, storage, ready_status=503):
+        pass  # still sealed: the old key is needed until the rewrap step ran
+    with daemons.bao_server(rotated, {}, storage) as second:
+        run_step(second, rewrap_step(program_run))
+    with daemons.bao_server(without_previous, {}, storage) as third:
+        assert status(third)["sealed"] is False
+        login(third, f"role_id={vault_service.PROVISIONER_ROLE}")  # the data is all there

@@ -114,15 +114,19 @@ def test_rotation_keeps_the_previous_key_with_its_own_id() -> None:
     assert seal["previous_key"] == f"file://{vault_service.seal_key_file(1)}"
 
 
-def test_self_initialisation_sets_up_kv_approle_and_policies(free_run: ProgramRun) -> None:
-    stanzas = _server_config(free_run)["initialize"]
-    requests = {
+def _requests(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    """The self-initialisation requests by name."""
+    return {
         name: request
-        for stanza in stanzas
+        for stanza in _server_config(run)["initialize"]
         for (block,) in [stanza.values()]
         for item in block["request"]
         for name, request in item.items()
     }
+
+
+def test_self_initialisation_sets_up_kv_approle_and_policies(free_run: ProgramRun) -> None:
+    requests = _requests(free_run)
     assert requests["kv"]["path"] == "sys/mounts/kv"
     assert requests["kv"]["data"] == {"type": "kv-v2"}
     assert requests["approle"]["data"] == {"type": "approle"}
@@ -139,7 +143,8 @@ def test_self_initialisation_sets_up_kv_approle_and_policies(free_run: ProgramRu
 
 def test_no_step_initialises_by_hand_or_handles_a_root_token(free_run: ProgramRun) -> None:
     scripts = [c.inputs["create"] for c in free_run.of_type(COMMAND)]
-    for forbidden in ("operator init", "root", "unseal", "VAULT_TOKEN", "token create"):
+    forbidden_words = ("operator init", "generate-root", "root_token", "unseal", "token create")
+    for forbidden in (*forbidden_words, "VAULT_TOKEN"):
         assert not any(forbidden in s for s in scripts), forbidden
     assert "initialize" in _server_config(free_run)
     assert not [name for name in free_run.outputs if "recovery" in name.lower()]
@@ -234,3 +239,16 @@ def test_rendered_file_lives_on_a_tmpfs_volume_of_this_instance(free_run: Progra
         {k: m[k] for k in ("type", "source", "target")} for m in agent.inputs["mounts"]
     ]
     assert depends_on(free_run, agent) == {"vault"}
+
+
+def test_seal_rewrap_runs_once_per_seal_key_as_the_provisioner(free_run: ProgramRun) -> None:
+    rewrap = free_run.one(COMMAND, "vault-seal-rewrap")
+    assert rewrap.inputs["create"] == vault_service.in_server(vault_service.rewrap_program())
+    assert "bao write -f sys/rotate/root" in rewrap.inputs["create"]
+    assert "role_id=ai-swarm-provisioner" in rewrap.inputs["create"]
+    # Not per instance: the rotated root key lives on the data volume with the rest.
+    assert rewrap.inputs["triggers"] == ["ai-swarm-1"]
+    assert "stdin" not in rewrap.inputs
+    assert depends_on(free_run, rewrap) == {"vault"}
+    policy = json.loads(_requests(free_run)["provisioner_policy"]["data"]["policy"])["path"]
+    assert policy["sys/rotate/root"] == {"capabilities": ["update", "sudo"]}
