@@ -65,7 +65,7 @@ pulumi.export("dockerHost", host.docker_host)
 pulumi.export("instanceId", host.instance_id)
 
 placement = place_services(config, host, after=[host_settings.sshd])
-pulumi.export("uiTunnel", placement.tunnel_command(host.public_ip))
+pulumi.export("uiTunnel", placement.tunnel_command(host.public_ip, host.instance_id))
 pulumi.export("litellmMasterKey", placement.litellm_master_key)
 
 postgres = placement.services.get("postgres")

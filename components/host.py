@@ -116,7 +116,13 @@ class ArmHost(pulumi.ComponentResource):
             display_name=f"{args.host_name}-data",
             size_in_gbs=str(args.data_volume_gb),
             freeform_tags={HOST_TAG: args.host_name},
-            opts=self._child("-data", protect=True, retain_on_delete=True),
+            opts=pulumi.ResourceOptions.merge(
+                self._child("-data", protect=True, retain_on_delete=True),
+                # Made once the instance exists: a launch that fails for capacity leaves no
+                # volume behind in that availability domain, so the next try may pick another
+                # (a volume cannot move between domains, and this one is protected).
+                pulumi.ResourceOptions(depends_on=[instance]),
+            ),
         )
         self.data_volume_id = volume.id
         attachment = oci.core.VolumeAttachment(

@@ -28,6 +28,15 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import run_pulumi_func
 
+from ai_swarm_policies.contract import (
+    INSTANCE,
+    PUBLIC_IP,
+    RANDOM_PASSWORD,
+    REMOTE_COMMAND,
+    REMOTE_IMAGE,
+    VCN,
+)
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "ai-swarm"
 DEFAULT_STACK = "oracle"
@@ -43,9 +52,11 @@ def _placeholder_key_pair() -> tuple[str, str]:
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
+    # PKCS#8, which ssh and pulumi-command read too: unlike OpenSSH's own format (whose random
+    # check number differs on every write) it is the same text in every run.
     private = key.private_bytes(
         serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     return f"{public.decode()} dry-run-placeholder", private.decode()
@@ -378,13 +389,13 @@ def _fake_bytes(name: str, length: int) -> dict[str, str]:
 def _created_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     length = int(inputs.get("length", 32))
     outputs: dict[str, dict[str, Any]] = {
-        "random:index/randomPassword:RandomPassword": {"result": _fake(name, "password", length)},
+        RANDOM_PASSWORD: {"result": _fake(name, "password", length)},
         RANDOM_BYTES: _fake_bytes(name, length),
-        "oci:Core/publicIp:PublicIp": {"ipAddress": "192.0.2.10"},
-        "oci:Core/instance:Instance": {"privateIp": "10.0.1.10", "state": "RUNNING"},
-        "oci:Core/vcn:Vcn": {"defaultSecurityListId": f"{name}-default-security-list"},
-        "command:remote:Command": {"stdout": "", "stderr": ""},
-        "docker:index/remoteImage:RemoteImage": {"imageId": f"sha256:{_fake(name, 'image', 64)}"},
+        PUBLIC_IP: {"ipAddress": "192.0.2.10"},
+        INSTANCE: {"privateIp": "10.0.1.10", "state": "RUNNING"},
+        VCN: {"defaultSecurityListId": f"{name}-default-security-list"},
+        REMOTE_COMMAND: {"stdout": "", "stderr": ""},
+        REMOTE_IMAGE: {"imageId": f"sha256:{_fake(name, 'image', 64)}"},
     }
     return outputs.get(type_, {})
 

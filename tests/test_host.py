@@ -66,6 +66,12 @@ def test_data_volume_is_protected_retained_and_attached(always_free_run: Program
     assert attachment["instanceId"] == instance_id(always_free_run)
 
 
+def test_data_volume_is_made_only_once_the_instance_launched(always_free_run: ProgramRun) -> None:
+    """A launch refused for capacity then leaves no protected volume pinning the stack to that
+    availability domain (`python -m deploy up` moves on to the next one)."""
+    assert always_free_run.one(INSTANCE).urn in always_free_run.one(VOLUME).dependencies
+
+
 def test_volume_lives_in_the_instances_availability_domain(always_free_run: ProgramRun) -> None:
     domain = always_free_run.one(INSTANCE).inputs["availabilityDomain"]
     assert always_free_run.one(VOLUME).inputs["availabilityDomain"] == domain

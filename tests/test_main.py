@@ -15,7 +15,6 @@ import pytest
 from ai_swarm_policies.contract import REMOTE_COMMAND as COMMAND
 from ai_swarm_policies.contract import SECURITY_LIST, VOLUME
 from dryrun.engine import (
-    PLACEHOLDER_SECRETS,
     PROJECT_DIR,
     SECRET,
     ProgramRun,
@@ -30,20 +29,34 @@ DOCKER_PREFIX = "docker:"
 FIREWALL = "host-settings-firewall"
 
 
+def _known_hosts(run: ProgramRun) -> str:
+    """The tunnel's ssh options that pin the host key in the instance's own file."""
+    return (
+        f"-o 'UserKnownHostsFile=~/.ssh/known_hosts.ai-swarm.{run.outputs['instanceId']}' "
+        "-o StrictHostKeyChecking=accept-new"
+    )
+
+
 def test_outputs_name_the_host_and_the_ui_tunnel(always_free_run: ProgramRun) -> None:
     outputs = always_free_run.outputs
     assert outputs["profile"] == "always-free"
     assert outputs["uiTunnel"] == (
-        "ssh -N -L 4000:127.0.0.1:4000 -L 8080:127.0.0.1:8080 ubuntu@192.0.2.10"
+        f"ssh -N {_known_hosts(always_free_run)} "
+        "-L 4000:127.0.0.1:4000 -L 8080:127.0.0.1:8080 ubuntu@192.0.2.10"
     )
     assert outputs["litellmMasterKey"] is SECRET
 
 
 def test_tunnel_follows_exposed_uis_and_disabled_services() -> None:
-    exposed = run_program(overrides={"exposeUis": "true"}).outputs["uiTunnel"]
-    assert exposed == "ssh -N -L 4000:10.0.1.10:4000 -L 8080:10.0.1.10:8080 ubuntu@192.0.2.10"
+    exposed = run_program(overrides={"exposeUis": "true"})
+    assert exposed.outputs["uiTunnel"] == (
+        f"ssh -N {_known_hosts(exposed)} "
+        "-L 4000:10.0.1.10:4000 -L 8080:10.0.1.10:8080 ubuntu@192.0.2.10"
+    )
     without_webui = run_program(overrides={"services": '{"openWebui": {"enabled": false}}'})
-    assert without_webui.outputs["uiTunnel"] == "ssh -N -L 4000:127.0.0.1:4000 ubuntu@192.0.2.10"
+    assert without_webui.outputs["uiTunnel"] == (
+        f"ssh -N {_known_hosts(without_webui)} -L 4000:127.0.0.1:4000 ubuntu@192.0.2.10"
+    )
 
 
 @pytest.mark.parametrize("profile", ["always-free", "a1-4x24"])
@@ -123,10 +136,10 @@ def test_stacks_named_after_the_host_keep_their_resources(
 
 
 _DUMP_REGISTRATIONS = """
-import json, os
+import json
 from google.protobuf import json_format
 from dryrun.engine import run_program
-run = run_program(secrets={"sshPrivateKey": os.environ["AI_SWARM_TEST_SSH_KEY"]})
+run = run_program()
 print(json.dumps([
     [r.urn, r.parent, r.provider, sorted(r.dependencies),
      {k: sorted(v) for k, v in r.property_dependencies.items()},
@@ -139,13 +152,10 @@ print(json.dumps([
 
 
 def _registrations_with_hash_seed(seed: str) -> str:
-    # The same config in both: the dry run's placeholder private key is written afresh by each
-    # interpreter (OpenSSH's key format holds a random check number).
-    key = PLACEHOLDER_SECRETS["ai-swarm:sshPrivateKey"]
     done = subprocess.run(
         [sys.executable, "-c", _DUMP_REGISTRATIONS],
         cwd=PROJECT_DIR,
-        env={**os.environ, "PYTHONHASHSEED": seed, "AI_SWARM_TEST_SSH_KEY": key},
+        env={**os.environ, "PYTHONHASHSEED": seed},
         capture_output=True,
         text=True,
         timeout=120,

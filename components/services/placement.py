@@ -12,6 +12,7 @@ Every Docker call is its own SSH connection, many at once: the host's sshd admit
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
@@ -83,11 +84,18 @@ class Placement:
         litellm = self.services.get(LiteLLM.key)
         return litellm.api_key if isinstance(litellm, LiteLLM) else None
 
-    def tunnel_command(self, public_ip: pulumi.Input[str]) -> pulumi.Output[str]:
-        """The `ssh -L` command that brings every enabled UI to the same port on localhost."""
+    def tunnel_command(
+        self, public_ip: pulumi.Input[str], instance_id: pulumi.Input[str]
+    ) -> pulumi.Output[str]:
+        """The `ssh -L` command that brings every enabled UI to the same port on localhost,
+        with the instance's own known-hosts file, as the Docker provider uses."""
         ports = sorted(s.entry.ui_port for s in self.services.values() if s.entry.ui_port)
-        forwards = " ".join(f"-L {port}:{self.ui_ip}:{port}" for port in ports)
-        return pulumi.Output.concat(f"ssh -N {forwards} {SSH_USER}@", public_ip)
+        forwards = [word for port in ports for word in ("-L", f"{port}:{self.ui_ip}:{port}")]
+        return pulumi.Output.all(instance_id, public_ip).apply(
+            lambda found: shlex.join(
+                ["ssh", "-N", *known_hosts_options(found[0]), *forwards, f"{SSH_USER}@{found[1]}"]
+            )
+        )
 
 
 def ssh_options(identity_file: str | None, instance_id: str) -> list[str]:
