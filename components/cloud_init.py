@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from components.ssh import SSH_USER
+
 DATA_ROOT = "/mnt/data"
 DATA_LABEL = "ai-swarm-data"
 # OCI's consistent device path for the first paravirtualized block volume attachment.
@@ -25,7 +27,6 @@ PREPARE_DATA_SCRIPT = "/usr/local/sbin/ai-swarm-prepare-data"
 INSTALL_PACKAGES_SCRIPT = "/usr/local/sbin/ai-swarm-install-packages"
 # A drop-in rather than an edit of the packaged unit, so package upgrades keep it.
 DOCKER_DROP_IN = "/etc/systemd/system/docker.service.d/10-ai-swarm-data.conf"
-SSH_USER = "ubuntu"
 PACKAGES = ("docker.io", "unattended-upgrades")
 # Canonical's connectivity check (it answers 204 to anyone): reachable means the host has
 # egress to the internet, which it lacks until the reserved public IP is bound to it.

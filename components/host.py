@@ -11,7 +11,8 @@ import pulumi
 import pulumi_command as command
 import pulumi_oci as oci
 
-from components.cloud_init import DATA_DEVICE, DATA_ROOT, SSH_USER, render_user_data
+from components.cloud_init import DATA_DEVICE, DATA_ROOT, render_user_data
+from components.ssh import SSH_USER, known_hosts_options
 
 __all__ = [
     "A1_SHAPE",
@@ -19,8 +20,6 @@ __all__ = [
     "HOST_TAG",
     "ArmHost",
     "ArmHostArgs",
-    "known_hosts_file",
-    "known_hosts_options",
 ]
 
 A1_SHAPE = "VM.Standard.A1.Flex"
@@ -31,13 +30,6 @@ UBUNTU = ("Canonical Ubuntu", "24.04")
 # timeout is a little longer.
 CLOUD_INIT_WAIT_SECONDS = 1800
 
-# Every host key the local `ssh` learns is kept in a file of the instance's own: a replaced
-# instance (a new OCID behind the same reserved IP) starts a new file, so its new host key is
-# accepted on first contact without anyone editing known_hosts, while a changed key on the same
-# instance is still refused. Directly in ~/.ssh: the one directory ssh makes when it is
-# missing, for a known-hosts file written right in it (OpenSSH hostfile.c,
-# hostfile_create_user_ssh_dir).
-_KNOWN_HOSTS_PREFIX = "~/.ssh/known_hosts.ai-swarm."
 
 # `cloud-init status --wait` exits 2 when boot finished with recoverable errors ("degraded").
 _READY_SCRIPT = f"""set -u
@@ -241,21 +233,6 @@ def _former_names(former: str | None, name: str, suffix: str) -> list[pulumi.Ali
     if former is None or former == name:
         return None
     return [pulumi.Alias(name=f"{former}{suffix}")]
-
-
-def known_hosts_file(instance_id: str) -> str:
-    """The local known-hosts file of this instance (an OCID holds no shell-special character)."""
-    return f"{_KNOWN_HOSTS_PREFIX}{instance_id}"
-
-
-def known_hosts_options(instance_id: str) -> list[str]:
-    """`ssh` options that pin the host key of this instance in a file of its own."""
-    return [
-        "-o",
-        f"UserKnownHostsFile={known_hosts_file(instance_id)}",
-        "-o",
-        "StrictHostKeyChecking=accept-new",
-    ]
 
 
 def _newest_ubuntu_image(compartment_id: str) -> pulumi.Output[str]:

@@ -16,13 +16,13 @@ from typing import Any, Final
 
 from pulumi import automation as auto
 
+from components.ssh import SSH_USER, known_hosts_options
 from deploy.ports import OperatorError, PulumiUpError, ShellResult
 
 PROJECT_DIR: Final = Path(__file__).resolve().parent.parent
 POLICY_PACK_DIR: Final = PROJECT_DIR / "policies"
 PULUMI_INSTALL_URL: Final = "https://www.pulumi.com/docs/install/"
 CONTAINER_TYPE: Final = "docker:index/container:Container"
-SSH_USER: Final = "ubuntu"
 SSH_TIMEOUT_SECONDS: Final = 60
 
 
@@ -158,14 +158,14 @@ class SshShell:
     """`RemoteShell` through the local `ssh`, one shared connection (ControlMaster) for all
     commands of a run."""
 
-    def __init__(self, host: str, key_file: Path, control_dir: Path) -> None:
+    def __init__(self, host: str, instance_id: str, key_file: Path, control_dir: Path) -> None:
         self._base = [
             "ssh",
             "-i", str(key_file),
             "-o", "IdentitiesOnly=yes",
             "-o", "BatchMode=yes",
-            # As the README says: the host key is accepted on first contact.
-            "-o", "StrictHostKeyChecking=accept-new",
+            # The instance's own known-hosts file, as the program's Docker provider uses.
+            *known_hosts_options(instance_id),
             "-o", "ConnectTimeout=15",
             "-o", "ControlMaster=auto",
             "-o", f"ControlPath={control_dir}/%C",

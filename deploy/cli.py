@@ -210,6 +210,7 @@ def run_status(stack_name: str, console: Console) -> int:
     outputs = stack.outputs()
     config = stack.config()
     host = require_output(outputs, "publicIp")
+    instance_id = require_output(outputs, "instanceId")
     cloud, unavailable = _optional_cloud(config)
     try:
         volume_id: str | None = require_output(outputs, "dataVolumeId")
@@ -217,7 +218,7 @@ def run_status(stack_name: str, console: Console) -> int:
         volume_id, unavailable = None, str(error)
     expected = stack.deployed_containers()
     with identity_file(config) as key, tempfile.TemporaryDirectory(prefix="ai-swarm-") as control:
-        shell = SshShell(host, key, Path(control))
+        shell = SshShell(host, instance_id, key, Path(control))
         try:
             report = collect_status(
                 shell,

@@ -16,7 +16,7 @@ from components.cloud_init import (
     PACKAGES,
     PREPARE_DATA_SCRIPT,
 )
-from components.host import known_hosts_file
+from components.ssh import known_hosts_file
 from dryrun.engine import UNKNOWN, ProgramRun, run_program
 from tests.helpers import INSTANCE, user_data, user_data_text
 from tests.services.readers import instance_id

@@ -9,7 +9,6 @@ import re
 import pytest
 
 from ai_swarm_policies.contract import REMOTE_COMMAND
-from components.host import known_hosts_file
 from components.host_config import (
     FIREWALL_CHAIN,
     FIREWALL_SCRIPT,
@@ -20,6 +19,7 @@ from components.host_config import (
     firewall_rules,
     install_files_script,
 )
+from components.ssh import known_hosts_file
 from dryrun.engine import ProgramRun, run_program
 from tests.helpers import command_script
 from tests.services.readers import PROVIDER, instance_id, ssh_options

@@ -22,9 +22,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.cloud_init import SSH_USER
 from components.config import StackConfig
-from components.host import known_hosts_options
 from components.services.base import (
     HOST_LABEL,
     INSTANCE_LABEL,
@@ -42,6 +40,7 @@ from components.services.pipelines import Pipelines
 from components.services.postgres import Postgres
 from components.services.redis import Redis
 from components.services.vault import Vault
+from components.ssh import SSH_USER, known_hosts_options
 
 # BatchMode: fail instead of prompting, since nobody can answer a prompt under `pulumi up`.
 SSH_OPTIONS = (

@@ -140,12 +140,14 @@ def test_ssh_gets_the_key_user_and_command(monkeypatch: pytest.MonkeyPatch, tmp_
     recorder.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     recorder.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    shell = SshShell("192.0.2.10", tmp_path / "key", tmp_path)
+    shell = SshShell("192.0.2.10", "ocid1.instance.oc1..new", tmp_path / "key", tmp_path)
     result = shell.run("docker ps --format '{{json .}}'")
     args = result.stdout.splitlines()
     assert result.exit_code == 0
     assert args[args.index("-i") + 1] == str(tmp_path / "key")
     assert "StrictHostKeyChecking=accept-new" in args
+    # The replaced host's new key goes into a file of the new instance: no known_hosts edit.
+    assert "UserKnownHostsFile=~/.ssh/known_hosts.ai-swarm.ocid1.instance.oc1..new" in args
     assert "BatchMode=yes" in args
     assert args[-3:] == ["ubuntu@192.0.2.10", "--", "docker ps --format '{{json .}}'"]
 
