@@ -11,6 +11,7 @@ each. The default volume backup is taken after it, so each volume backup holds f
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -19,6 +20,7 @@ import pulumi_oci as oci
 
 from components.config import BackupSchedule
 from components.host import DATA_ROOT, HOST_TAG
+from components.host_config import HostFile, install_files_script
 from components.services.catalog import CATALOG
 
 DUMP_DIR = f"{DATA_ROOT}/backups/postgres"
@@ -33,8 +35,6 @@ IN_POSTGRES = f"docker exec {CATALOG['postgres'].containers[0]}"
 # the superuser's password: read from the container's own environment by the shell there, so it
 # is never part of a command line on the host.
 AS_SUPERUSER = 'PGPASSWORD="$POSTGRES_PASSWORD"'
-# Writes every installed file through a quoted here-document: the text arrives byte for byte.
-_END_OF_FILE = "AI_SWARM_END_OF_FILE"
 
 _LIST_DATABASES = (
     f'{AS_SUPERUSER} psql --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" --no-psqlrc '
@@ -138,12 +138,11 @@ Persistent=true
 WantedBy=timers.target
 """
 
-# Installed path -> (mode, content).
-DUMP_FILES: dict[str, tuple[str, str]] = {
-    DUMP_SCRIPT_PATH: ("0755", DUMP_SCRIPT),
-    f"{SYSTEMD_DIR}/{DUMP_UNIT}.service": ("0644", DUMP_SERVICE),
-    f"{SYSTEMD_DIR}/{DUMP_UNIT}.timer": ("0644", DUMP_TIMER),
-}
+DUMP_FILES: tuple[HostFile, ...] = (
+    HostFile(DUMP_SCRIPT_PATH, DUMP_SCRIPT, "0755"),
+    HostFile(f"{SYSTEMD_DIR}/{DUMP_UNIT}.service", DUMP_SERVICE),
+    HostFile(f"{SYSTEMD_DIR}/{DUMP_UNIT}.timer", DUMP_TIMER),
+)
 
 
 def restore_command(dump_path: str) -> str:
@@ -151,32 +150,22 @@ def restore_command(dump_path: str) -> str:
     return f"sudo cat -- {dump_path} | {in_postgres(RESTORE_IN_CONTAINER, stdin=True)}"
 
 
-def render_install_script(files: dict[str, tuple[str, str]]) -> str:
-    """Write `files` (each replaced whole, by rename), then enable and start the timer.
+def render_install_script(files: Sequence[HostFile]) -> str:
+    """Write `files` (each replaced whole, by rename), then enable and start the timer; nothing
+    at all while the data volume is not mounted.
 
     Idempotent: a second run writes the same bytes and leaves the timer enabled.
     """
-    lines = [
-        "set -eu",
-        f"mountpoint -q {DATA_ROOT} || {{ echo '{DATA_ROOT} is not mounted' >&2; exit 1; }}",
-        # Listable by `ubuntu` (`python -m deploy status` reads the dumps' ages); the dumps
-        # themselves are root's and 0600.
-        f"sudo install -d -m 0755 {DATA_ROOT}/backups {DUMP_DIR}",
-        "put() {",
-        '  sudo tee "$2.ai-swarm-new" >/dev/null',
-        '  sudo chmod "$1" "$2.ai-swarm-new"',
-        '  sudo mv -f "$2.ai-swarm-new" "$2"',
-        "}",
-    ]
-    for path, (mode, content) in files.items():
-        if _END_OF_FILE in content or not content.endswith("\n"):
-            raise ValueError(f"{path} cannot travel in a here-document as it is")
-        lines += [f"put {mode} {path} <<'{_END_OF_FILE}'", content + _END_OF_FILE]
-    lines += [
-        "sudo systemctl daemon-reload",
-        f"sudo systemctl enable --now {DUMP_UNIT}.timer",
-    ]
-    return "\n".join(lines) + "\n"
+    return install_files_script(
+        files,
+        before=[
+            f"mountpoint -q {DATA_ROOT} || {{ echo '{DATA_ROOT} is not mounted' >&2; exit 1; }}",
+            # Listable by `ubuntu` (`python -m deploy status` reads the dumps' ages); the dumps
+            # themselves are root's and 0600.
+            f"sudo install -d -m 0755 {DATA_ROOT}/backups {DUMP_DIR}",
+        ],
+        then=["sudo systemctl daemon-reload", f"sudo systemctl enable --now {DUMP_UNIT}.timer"],
+    )
 
 
 INSTALL_SCRIPT = render_install_script(DUMP_FILES)

@@ -49,11 +49,14 @@ class HostFile:
     mode: str = "0644"
 
 
-def install_files_script(files: Sequence[HostFile], then: Sequence[str]) -> str:
-    """A shell script that writes `files` as root (each replaced in one rename, so a reader
-    never sees half a file), then runs the commands `then`."""
+def install_files_script(
+    files: Sequence[HostFile], then: Sequence[str], before: Sequence[str] = ()
+) -> str:
+    """A shell script that runs the commands `before`, writes `files` as root (each replaced in
+    one rename, so a reader never sees half a file), then runs the commands `then`."""
     lines = [
         "set -eu",
+        *before,
         "put() {",
         '  sudo install -d -m 0755 "$(dirname "$2")"',
         '  sudo tee "$2.ai-swarm-new" >/dev/null',

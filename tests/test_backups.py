@@ -15,6 +15,7 @@ from google.protobuf import json_format, struct_pb2
 
 from components import backups
 from components.config import ConfigError
+from components.host_config import HostFile
 from dryrun.engine import UNKNOWN, ProgramError, ProgramRun, Registration, run_program
 from dryrun.policy import PolicyReport, evaluate
 
@@ -185,8 +186,9 @@ def test_a_new_instance_or_new_text_reinstalls() -> None:
     # Another instance has another OCID (the mocked cloud's follows the instance's inputs).
     other = run_program(overrides={"memoryGb": "10"}).one(COMMAND, PG_DUMP).inputs["triggers"]
     assert other[0] != base[0] and other[1] == base[1]
+    script, *units = backups.DUMP_FILES
     edited = backups.render_install_script(
-        {**backups.DUMP_FILES, backups.DUMP_SCRIPT_PATH: ("0755", backups.DUMP_SCRIPT + "\n")}
+        [HostFile(script.path, script.content + "\n", script.mode), *units]
     )
     assert edited != backups.INSTALL_SCRIPT
 

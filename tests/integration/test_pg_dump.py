@@ -186,10 +186,10 @@ def test_install_writes_each_file_whole_and_enables_the_timer_every_time(
     for _ in range(2):  # the command runs again on a new instance or changed text
         done = _install(program_run, host)
         assert done.returncode == 0, done.stderr
-        for path, (mode, content) in backups.DUMP_FILES.items():
-            written = host.at(path)
-            assert written.read_text() == host.retarget(content), path
-            assert oct(stat.S_IMODE(written.stat().st_mode)) == oct(int(mode, 8)), path
+        for file in backups.DUMP_FILES:
+            written = host.at(file.path)
+            assert written.read_text() == host.retarget(file.content), file.path
+            assert oct(stat.S_IMODE(written.stat().st_mode)) == oct(int(file.mode, 8)), file.path
         assert sorted(p.name for p in host.at(backups.SYSTEMD_DIR).iterdir()) == [
             "ai-swarm-pg-dump.service",
             "ai-swarm-pg-dump.timer",
