@@ -38,46 +38,32 @@ def _first_boot_script(run: ProgramRun, path: str) -> str:
     return str(entry["content"])
 
 
-def _shellcheck(script: str, dialect: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    daemons.require_program("shellcheck")
-    daemons.record_version("shellcheck", ["shellcheck", "--version"])
-    path = tmp_path / "script.sh"
-    path.write_text(script)
-    return subprocess.run(
-        ["shellcheck", "--shell", dialect, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("path", [PREPARE_DATA_SCRIPT, INSTALL_PACKAGES_SCRIPT])
-def test_first_boot_scripts_pass_shellcheck(
+def test_first_boot_scripts_passdaemons.shellcheck(
     program_run: ProgramRun, tmp_path: Path, path: str
 ) -> None:
     script = _first_boot_script(program_run, path)
     assert script.startswith("#!/bin/sh\n")
-    result = _shellcheck(script, "sh", tmp_path)
+    result = daemons.shellcheck(script, "sh", tmp_path)
     assert result.returncode == 0, result.stdout
 
 
 @pytest.mark.parametrize("name", HOST_SETTINGS)
-def test_host_settings_scripts_pass_shellcheck(
+def test_host_settings_scripts_passdaemons.shellcheck(
     program_run: ProgramRun, tmp_path: Path, name: str
 ) -> None:
     """The command as SSH runs it (bash), and every script it installs (by its own shebang)."""
     script = command_script(program_run, name)
-    result = _shellcheck(script, "bash", tmp_path)
+    result = daemons.shellcheck(script, "bash", tmp_path)
     assert result.returncode == 0, result.stdout
     for path, content in installed_files(script).items():
         if content.startswith("#!/bin/sh\n"):
-            result = _shellcheck(content, "sh", tmp_path)
+            result = daemons.shellcheck(content, "sh", tmp_path)
             assert result.returncode == 0, f"{path}: {result.stdout}"
 
 
-def test_readiness_script_passes_shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
-    result = _shellcheck(_ready_script(program_run), "bash", tmp_path)
+def test_readiness_script_passesdaemons.shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
+    result = daemons.shellcheck(_ready_script(program_run), "bash", tmp_path)
     assert result.returncode == 0, result.stdout
 
 
@@ -89,11 +75,11 @@ def _data_dirs_scripts(run: ProgramRun) -> list[str]:
     return [str(c.inputs["create"]) for c in run.of_type(COMMAND) if c.name.endswith("-data-dirs")]
 
 
-def test_data_directory_scripts_pass_shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
+def test_data_directory_scripts_passdaemons.shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
     scripts = _data_dirs_scripts(program_run)
     assert len(scripts) == 6  # every container with state: postgres, redis x2, ... vault (raft)
     for script in scripts:
-        result = _shellcheck(script, "bash", tmp_path)
+        result = daemons.shellcheck(script, "bash", tmp_path)
         assert result.returncode == 0, result.stdout
 
 
