@@ -39,7 +39,7 @@ def _first_boot_script(run: ProgramRun, path: str) -> str:
 
 
 @pytest.mark.parametrize("path", [PREPARE_DATA_SCRIPT, INSTALL_PACKAGES_SCRIPT])
-def test_first_boot_scripts_passdaemons.shellcheck(
+def test_first_boot_scripts_pass_shellcheck(
     program_run: ProgramRun, tmp_path: Path, path: str
 ) -> None:
     script = _first_boot_script(program_run, path)
@@ -49,7 +49,7 @@ def test_first_boot_scripts_passdaemons.shellcheck(
 
 
 @pytest.mark.parametrize("name", HOST_SETTINGS)
-def test_host_settings_scripts_passdaemons.shellcheck(
+def test_host_settings_scripts_pass_shellcheck(
     program_run: ProgramRun, tmp_path: Path, name: str
 ) -> None:
     """The command as SSH runs it (bash), and every script it installs (by its own shebang)."""
@@ -62,7 +62,7 @@ def test_host_settings_scripts_passdaemons.shellcheck(
             assert result.returncode == 0, f"{path}: {result.stdout}"
 
 
-def test_readiness_script_passesdaemons.shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
+def test_readiness_script_passes_shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
     result = daemons.shellcheck(_ready_script(program_run), "bash", tmp_path)
     assert result.returncode == 0, result.stdout
 
@@ -75,7 +75,7 @@ def _data_dirs_scripts(run: ProgramRun) -> list[str]:
     return [str(c.inputs["create"]) for c in run.of_type(COMMAND) if c.name.endswith("-data-dirs")]
 
 
-def test_data_directory_scripts_passdaemons.shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
+def test_data_directory_scripts_pass_shellcheck(program_run: ProgramRun, tmp_path: Path) -> None:
     scripts = _data_dirs_scripts(program_run)
     assert len(scripts) == 6  # every container with state: postgres, redis x2, ... vault (raft)
     for script in scripts:
