@@ -349,8 +349,9 @@ class Vault(Service):
             in_server(rewrap_program()),
             None,
             [self.server],
-            # Once per seal key: the rotated root key is stored on the data volume.
-            triggers=[seal_key_id(SEAL_KEY_GENERATION)],
+            # Needed once per seal key (the rewrapped root key is on the data volume); like
+            # every host step it runs again on a new instance too, where it is merely harmless.
+            triggers=[self.context.instance_id, seal_key_id(SEAL_KEY_GENERATION)],
         )
         self.finish()
 
