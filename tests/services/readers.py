@@ -6,15 +6,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ai_swarm_policies import contract
 from dryrun.engine import ProgramRun, Registration, run_program
 
-CONTAINER = "docker:index/container:Container"
-REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
-NETWORK = "docker:index/network:Network"
+CONTAINER = contract.CONTAINER
+REMOTE_IMAGE = contract.REMOTE_IMAGE
+NETWORK = contract.DOCKER_NETWORK
 PROVIDER = "pulumi:providers:docker"
-PASSWORD = "random:index/randomPassword:RandomPassword"
-COMMAND = "command:remote:Command"
-INSTANCE = "oci:Core/instance:Instance"
+PASSWORD = contract.RANDOM_PASSWORD
+COMMAND = contract.REMOTE_COMMAND
+INSTANCE = contract.INSTANCE
 SERVICE_PREFIX = "ai-swarm:service:"
 
 

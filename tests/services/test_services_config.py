@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ai_swarm_policies.contract import SECURITY_LIST
 from components.config import ConfigError
 from dryrun.engine import ProgramError, ProgramRun
 from tests.helpers import command_script
@@ -22,7 +23,6 @@ from tests.services.readers import (
     ssh_options,
 )
 
-SECURITY_LIST = "oci:Core/securityList:SecurityList"
 PRIVATE_IP = "10.0.1.10"  # the mocked instance's private address
 
 
