@@ -74,6 +74,7 @@ Backups(
     BackupsArgs(
         compartment_id=config.compartment_id,
         host_name=config.host_name,
+        host_key=host.host_key,
         data_volume_id=host.data_volume_id,
         schedule=config.backups,
         instance_id=host.instance_id,

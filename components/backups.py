@@ -174,7 +174,8 @@ INSTALL_SCRIPT = render_install_script(DUMP_FILES)
 @dataclass(frozen=True)
 class BackupsArgs:
     compartment_id: str
-    host_name: str
+    host_name: str  # for display names
+    host_key: str  # the host's `ai-swarm-host` tag
     data_volume_id: pulumi.Input[str]
     schedule: BackupSchedule
     instance_id: pulumi.Input[str]
@@ -224,7 +225,7 @@ class Backups(pulumi.ComponentResource):
                     time_zone="UTC",
                 )
             ],
-            freeform_tags={HOST_TAG: args.host_name},
+            freeform_tags={HOST_TAG: args.host_key},
             opts=pulumi.ResourceOptions(parent=self),
         )
         oci.core.VolumeBackupPolicyAssignment(

@@ -79,6 +79,9 @@ class ArmHost(pulumi.ComponentResource):
     """
 
     host_name: str
+    # What containers name to be placed here (the `ai-swarm-host` tag): the component's own
+    # name, which a `hostName` change never touches, so no container is replaced by a rename.
+    host_key: str
     instance_id: pulumi.Output[str]
     data_volume_id: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
@@ -98,6 +101,7 @@ class ArmHost(pulumi.ComponentResource):
         self._name = name
         self._former_name = args.former_name
         self.host_name = args.host_name
+        self.host_key = name
 
         instance = self._instance(name, args)
         self.instance_id = instance.id
@@ -107,7 +111,7 @@ class ArmHost(pulumi.ComponentResource):
             availability_domain=args.availability_domain,
             display_name=f"{args.host_name}-data",
             size_in_gbs=str(args.data_volume_gb),
-            freeform_tags={HOST_TAG: args.host_name},
+            freeform_tags={HOST_TAG: name},
             opts=pulumi.ResourceOptions.merge(
                 self._child("-data", protect=True, retain_on_delete=True),
                 # Made once the instance exists: a launch that fails for capacity leaves no
@@ -211,7 +215,7 @@ class ArmHost(pulumi.ComponentResource):
                 "ssh_authorized_keys": args.ssh_public_key,
                 "user_data": base64.b64encode(render_user_data().encode()).decode(),
             },
-            freeform_tags={HOST_TAG: args.host_name},
+            freeform_tags={HOST_TAG: name},
             preserve_boot_volume=False,
             opts=pulumi.ResourceOptions.merge(
                 self._child("-instance"),

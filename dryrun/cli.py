@@ -188,7 +188,10 @@ def _budget_tables(result: Budget) -> list[Table]:
     tables = []
     for host in result.hosts:
         table = Table(
-            title=f"2. Budget of host {host.host} ({_n(host.ocpus)} OCPU, {_n(host.memory_gb)} GB)",
+            title=(
+                f"2. Budget of host '{host.host}' "
+                f"({_n(host.ocpus)} OCPU, {_n(host.memory_gb)} GB)"
+            ),
             title_justify="left",
         )
         for column in ("service", "container", "CPUs", "memory MB"):

@@ -366,12 +366,17 @@ class CloudMocks(pulumi_mocks.Mocks):
 
 
 def _resource_id(type_: str, name: str, inputs: Mapping[str, Any]) -> str:
-    """`<name>-id`; an instance's OCID follows its inputs, as a new instance gets a new OCID
-    when a change of inputs replaces it."""
+    """`<name>-id`; an instance's OCID follows the inputs that OCI can only set at launch (its
+    availability domain, compartment and metadata), as a change of one of those replaces it
+    with a new instance, while display names, tags or sizes change in place."""
     if type_ != INSTANCE_TYPE:
         return f"{name}-id"
-    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+    fixed_at_launch = {key: inputs.get(key) for key in _INSTANCE_LAUNCH_INPUTS}
+    digest = hashlib.sha256(json.dumps(fixed_at_launch, sort_keys=True).encode()).hexdigest()
     return f"ocid1.instance.oc1.eu-frankfurt-1.{digest[:24]}"
+
+
+_INSTANCE_LAUNCH_INPUTS = ("availabilityDomain", "compartmentId", "metadata")
 
 
 def _fake(name: str, purpose: str, length: int) -> str:

@@ -184,7 +184,8 @@ def test_pg_dump_is_installed_after_postgres_and_again_on_a_new_instance(
 def test_a_new_instance_or_new_text_reinstalls() -> None:
     base = run_program().one(COMMAND, PG_DUMP).inputs["triggers"]
     # Another instance has another OCID (the mocked cloud's follows the instance's inputs).
-    other = run_program(overrides={"memoryGb": "10"}).one(COMMAND, PG_DUMP).inputs["triggers"]
+    other = run_program(overrides={"availabilityDomain": "2"}).one(COMMAND, PG_DUMP)
+    other = other.inputs["triggers"]
     assert other[0] != base[0] and other[1] == base[1]
     script, *units = backups.DUMP_FILES
     edited = backups.render_install_script(

@@ -33,7 +33,7 @@ def test_instance_is_an_a1_flex_with_both_sizes_set(always_free_run: ProgramRun)
     assert instance["shape"] == "VM.Standard.A1.Flex"
     assert instance["shapeConfig"] == {"ocpus": 2, "memoryInGbs": 12}
     assert instance["sourceDetails"]["bootVolumeSizeInGbs"] == "50"
-    assert instance["freeformTags"] == {"ai-swarm-host": "swarm-a1"}
+    assert instance["freeformTags"] == {"ai-swarm-host": "host"}  # the component, not hostName
     assert instance["createVnicDetails"]["assignPublicIp"] == "false"
 
 

@@ -109,7 +109,14 @@ def test_a_new_host_name_keeps_every_urn_and_renames_in_place(
     assert _registered(renamed) == _registered(always_free_run)
     assert renamed.one(INSTANCE).inputs["displayName"] == "renamed-host"
     assert renamed.one(VOLUME).inputs["displayName"] == "renamed-host-data"
-    assert renamed.one(INSTANCE).inputs["freeformTags"] == {"ai-swarm-host": "renamed-host"}
+    # The host key that containers are placed by is the component's name, not the hostName:
+    # no Docker resource sees the rename, so none is replaced.
+    assert renamed.one(INSTANCE).inputs["freeformTags"] == {"ai-swarm-host": "host"}
+    by_urn = renamed.by_urn()
+    docker = [r for r in always_free_run.registrations if r.type.startswith(DOCKER_PREFIX)]
+    assert docker
+    for resource in docker:
+        assert by_urn[resource.urn].wire_inputs == resource.wire_inputs, resource.urn
 
 
 def test_stacks_named_after_the_host_keep_their_resources(

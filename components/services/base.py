@@ -56,7 +56,7 @@ class ServiceContext:
 
     provider: docker.Provider
     network: docker.Network
-    host_name: str
+    host_key: str  # the host's `ai-swarm-host` tag, which the `ai-swarm.host` label repeats
     instance_id: pulumi.Input[str]
     # SSH to the host, for the steps Docker cannot do (making data directories).
     connection: command.remote.ConnectionArgs
@@ -286,7 +286,7 @@ class Service(pulumi.ComponentResource):
             log_driver="json-file",
             log_opts=LOG_OPTIONS,
             labels=[
-                docker.ContainerLabelArgs(label=HOST_LABEL, value=self.context.host_name),
+                docker.ContainerLabelArgs(label=HOST_LABEL, value=self.context.host_key),
                 docker.ContainerLabelArgs(label=SERVICE_LABEL, value=self.entry.key),
                 docker.ContainerLabelArgs(label=INSTANCE_LABEL, value=self.context.instance_id),
             ],

@@ -58,7 +58,7 @@ class DockerHost(Protocol):
     """What the services need of `components.host.ArmHost` (read-only, hence properties)."""
 
     @property
-    def host_name(self) -> str: ...
+    def host_key(self) -> str: ...
     @property
     def instance_id(self) -> pulumi.Output[str]: ...
     @property
@@ -124,7 +124,7 @@ def place_services(
         attachable=False,
         ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(NETWORK_SUBNET))],
         labels=[
-            docker.NetworkLabelArgs(label=HOST_LABEL, value=host.host_name),
+            docker.NetworkLabelArgs(label=HOST_LABEL, value=host.host_key),
             docker.NetworkLabelArgs(label=INSTANCE_LABEL, value=host.instance_id),
         ],
         opts=pulumi.ResourceOptions(provider=provider),
@@ -132,7 +132,7 @@ def place_services(
     context = ServiceContext(
         provider=provider,
         network=network,
-        host_name=host.host_name,
+        host_key=host.host_key,
         instance_id=host.instance_id,
         connection=host.connection,
         profile=config.profile.name,

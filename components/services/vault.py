@@ -339,7 +339,7 @@ class Vault(Service):
             driver="local",
             driver_opts={"type": "tmpfs", "device": "tmpfs", "o": RENDERED_VOLUME_OPTIONS},
             labels=[
-                docker.VolumeLabelArgs(label=HOST_LABEL, value=self.context.host_name),
+                docker.VolumeLabelArgs(label=HOST_LABEL, value=self.context.host_key),
                 docker.VolumeLabelArgs(label=INSTANCE_LABEL, value=self.context.instance_id),
             ],
             opts=self._child(),

@@ -13,7 +13,7 @@ import pytest
 from dryrun import cli
 from dryrun.engine import PROJECT_DIR, ProgramError
 
-SECTIONS = ("1. Resources", "2. Budget of host swarm-a1", "3. Policies", "4. Deployment graph")
+SECTIONS = ("1. Resources", "2. Budget of host 'host'", "3. Policies", "4. Deployment graph")
 
 
 def dry_run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +47,7 @@ def test_a1_4x24_passes_with_its_policy_profile() -> None:
         "--set", "profile=a1-4x24", "--policy-config", "policies/profiles/a1-4x24.json"
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2. Budget of host swarm-a1 (4 OCPU, 24 GB)" in result.stdout
+    assert "2. Budget of host 'host' (4 OCPU, 24 GB)" in result.stdout
 
 
 def test_malformed_config_exits_2_with_the_key_and_no_traceback() -> None:
@@ -84,7 +84,7 @@ def test_json_holds_resources_budget_policies_and_graph() -> None:
     top = {(node["type"], node["name"]) for node in document["resources"]}
     assert ("ai-swarm:oci:ArmHost", "host") in top
     [host] = document["budget"]["hosts"]
-    assert (host["host"], host["ocpus"], host["memoryGb"]) == ("swarm-a1", 2, 12)
+    assert (host["host"], host["ocpus"], host["memoryGb"]) == ("host", 2, 12)
     # The pack's default reserve for the OS and Docker, as the README documents it.
     assert host["reservedMemoryMb"] == 1536
     assert host["memoryMb"]["allowed"] == 12 * 1024 - 1536
