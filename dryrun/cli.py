@@ -184,14 +184,15 @@ def _tree_view(nodes: Sequence[TreeNode]) -> Tree:
     return root
 
 
+def _size(ocpus: float, memory_gb: float) -> str:
+    return f"{_n(ocpus)} OCPU, {_n(memory_gb)} GB"
+
+
 def _budget_tables(result: Budget) -> list[Table]:
     tables = []
     for host in result.hosts:
         table = Table(
-            title=(
-                f"2. Budget of host '{host.host}' "
-                f"({_n(host.ocpus)} OCPU, {_n(host.memory_gb)} GB)"
-            ),
+            title=f"2. Budget of host '{host.host}' ({_size(host.ocpus, host.memory_gb)})",
             title_justify="left",
         )
         for column in ("service", "container", "CPUs", "memory MB"):
