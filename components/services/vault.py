@@ -40,6 +40,7 @@ from components.services.base import (
     Upload,
     http_probe,
 )
+from components.services.privileges import PRIVILEGES
 from components.services.render import render_env_template, render_json
 
 PORT = 8200
@@ -48,11 +49,10 @@ SERVER_NAME = "vault"
 AGENT_NAME = "vault-agent"
 ADDRESS = f"http://{SERVER_NAME}:{PORT}"
 LOCAL_ADDRESS = f"http://127.0.0.1:{PORT}"
-# The openbao image runs as `openbao`, made by `adduser -S` (the first system uid, 100) in
-# group `openbao` (`addgroup`, the first user gid, 1000); its UBI flavour spells the same ids
-# out (`--uid 100`, `--gid 1000`). Source: openbao/openbao, Dockerfile.
-OPENBAO_UID = "100"
-OPENBAO_GID = "1000"
+# The user the openbao image runs as (uid 100, gid 1000; the privileges table cites the source).
+_OPENBAO = PRIVILEGES[SERVER_NAME].runs_as
+OPENBAO_UID = str(_OPENBAO.uid)
+OPENBAO_GID = str(_OPENBAO.gid)
 OPENBAO_OWNER = f"{OPENBAO_UID}:{OPENBAO_GID}"
 # The image's entrypoint runs `bao server -config=/openbao/config` (every .hcl/.json file in it).
 # Its optional `setcap` and `chown` steps cannot work for a process without capabilities: the
