@@ -5,13 +5,15 @@ instance), so what follows the stack's settings is installed here by `command.re
 that run again when their script changes or the instance is replaced. Each script is
 idempotent: running it twice leaves the host as running it once.
 
-- The admin firewall: OCI's Ubuntu images REJECT all but SSH in iptables, so an exposed UI
+- The host firewall: OCI's Ubuntu images REJECT all but SSH in iptables, so an exposed UI
   port must be opened on the host as well as in the security list. The rules live in a chain
   of their own, flushed and refilled on every run and jumped to once from INPUT, so a changed
-  CIDR list replaces the old rules. A systemd unit loads the same rules at boot from a file of
-  our own: nothing is ever saved with `netfilter-persistent save`, which would write Docker's
-  chains into the image's rules file (a later reload would then flush the services network's
-  rules).
+  CIDR list replaces the old rules. A second chain, jumped to from Docker's DOCKER-USER, keeps
+  containers away from the instance metadata service and admits connections to published
+  ports from the admin CIDRs only (Docker's published ports bypass INPUT). A systemd unit
+  loads the same rules at boot from a file of our own: nothing is ever saved with
+  `netfilter-persistent save`, which would write Docker's chains into the image's rules file
+  (a later reload would then flush the services network's rules).
 - sshd's `MaxStartups`: pulumi-docker opens an SSH connection per Docker call, and some
   seventeen Docker resources start in parallel; sshd's default `10:30:100` drops unauthenticated
   connections beyond ten at random. Multiplexing on the client (`ControlMaster`) does not avoid
@@ -29,6 +31,13 @@ import pulumi
 import pulumi_command as command
 
 FIREWALL_CHAIN = "AI-SWARM-ADMIN"
+# Judges what Docker forwards to and from containers; jumped to from Docker's DOCKER-USER chain,
+# which Docker runs first in FORWARD and never changes.
+CONTAINER_CHAIN = "AI-SWARM-CONTAINERS"
+DOCKER_USER_CHAIN = "DOCKER-USER"
+# The instance metadata service (169.254.169.254) hands out the instance principal's
+# credentials: no container may reach it, nor anything else link-local.
+LINK_LOCAL = "169.254.0.0/16"
 FIREWALL_SCRIPT = "/usr/local/sbin/ai-swarm-firewall"
 FIREWALL_UNIT = "ai-swarm-firewall.service"
 UNIT_DIR = "/etc/systemd/system"
@@ -71,9 +80,12 @@ def install_files_script(
     return "\n".join([*lines, *then]) + "\n"
 
 
-def _restore_input(chain: str, rules: Sequence[str]) -> str:
-    """iptables-restore input that replaces the rules of `chain` and touches nothing else."""
-    return "\n".join(["*filter", f":{chain} - [0:0]", f"-F {chain}", *rules, "COMMIT"]) + "\n"
+def _restore_input(chains: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """iptables-restore input that replaces the rules of each chain and touches nothing else."""
+    lines = ["*filter"]
+    for chain, rules in chains:
+        lines += [f":{chain} - [0:0]", f"-F {chain}", *rules]
+    return "\n".join([*lines, "COMMIT"]) + "\n"
 
 
 def firewall_rules(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> list[str]:
@@ -89,25 +101,54 @@ def firewall_rules(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> list[str
     ]
 
 
+def container_rules(cidrs: Sequence[IpNetwork]) -> list[str]:
+    """What Docker forwards: nothing from a container to a link-local address, and no new
+    connection to a published port (Docker's DNAT) from outside the admin CIDRs. Published
+    ports bypass INPUT, so without these the security list would be their only filter.
+
+    `--ctdir ORIGINAL` judges the client's packets only, not the container's replies; traffic
+    between containers is not DNAT'ed, so it passes."""
+    published = "-m conntrack --ctstate DNAT --ctdir ORIGINAL"
+    return [
+        f"-A {CONTAINER_CHAIN} -d {LINK_LOCAL} -j REJECT --reject-with icmp-admin-prohibited",
+        *(f"-A {CONTAINER_CHAIN} -s {cidr} {published} -j RETURN" for cidr in cidrs),
+        f"-A {CONTAINER_CHAIN} {published} -j DROP",
+    ]
+
+
+def _jump_once(chain: str, target: str) -> str:
+    return f"iptables -w -C {chain} -j {target} 2>/dev/null || iptables -w -I {chain} 1 -j {target}"
+
+
 def firewall_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
-    """`/usr/local/sbin/ai-swarm-firewall`: load the admin chain, then jump to it from the top
-    of INPUT unless a jump is there already. `-w` waits for Docker's hold on the xtables lock."""
-    rules = _restore_input(FIREWALL_CHAIN, firewall_rules(cidrs, ports))
+    """`/usr/local/sbin/ai-swarm-firewall`: load our two chains, then jump to them from the top
+    of INPUT and of DOCKER-USER unless a jump is there already. DOCKER-USER is made when Docker
+    has not made it yet (at boot this runs before Docker, which keeps the chain as it finds
+    it). `-w` waits for Docker's hold on the xtables lock."""
+    rules = _restore_input(
+        [
+            (FIREWALL_CHAIN, firewall_rules(cidrs, ports)),
+            (CONTAINER_CHAIN, container_rules(cidrs)),
+        ]
+    )
     return (
         "#!/bin/sh\n"
         "set -eu\n"
         "iptables-restore -w --noflush <<'EOF'\n"
         f"{rules}EOF\n"
-        f"iptables -w -C INPUT -j {FIREWALL_CHAIN} 2>/dev/null || "
-        f"iptables -w -I INPUT 1 -j {FIREWALL_CHAIN}\n"
+        f"{_jump_once('INPUT', FIREWALL_CHAIN)}\n"
+        f"iptables -w -N {DOCKER_USER_CHAIN} 2>/dev/null || true\n"
+        f"{_jump_once(DOCKER_USER_CHAIN, CONTAINER_CHAIN)}\n"
     )
 
 
 # Ordered after the image's own rules are restored (a restore flushes INPUT and would drop the
-# jump), and restarted with them (`PartOf`), so a restart of netfilter-persistent keeps ours.
+# jump), and restarted with them (`PartOf`), so a restart of netfilter-persistent keeps ours;
+# before Docker, so that no container runs before its rules are in place.
 FIREWALL_UNIT_TEXT = f"""[Unit]
-Description=ai-swarm admin firewall ({FIREWALL_CHAIN} chain, jumped to from INPUT)
+Description=ai-swarm host firewall ({FIREWALL_CHAIN} from INPUT, {CONTAINER_CHAIN} from DOCKER-USER)
 After=netfilter-persistent.service
+Before=docker.service
 PartOf=netfilter-persistent.service
 
 [Service]

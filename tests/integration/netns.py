@@ -31,6 +31,11 @@ class NetnsHosts:
     server: str  # namespace names
     client: str
 
+    @property
+    def tag(self) -> str:
+        """What every name of this pair of hosts starts with (namespaces, links)."""
+        return self.server.removesuffix("-srv")
+
     def run_on_server(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*AS_ROOT, "ip", "netns", "exec", self.server, *argv],
@@ -51,22 +56,28 @@ class NetnsHosts:
 
     def connects(self, source: str, port: int) -> bool:
         """Whether a TCP connection from `source` (a client address) to the server succeeds."""
-        probe = (
-            "import socket, sys\n"
-            "try:\n"
-            "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2,\n"
-            "                             source_address=(sys.argv[3], 0)).close()\n"
-            "except OSError:\n"
-            "    sys.exit(1)\n"
-        )
-        argv = ["python3", "-c", probe, SERVER_ADDRESS, str(port), source]
-        result = subprocess.run(
-            [*AS_ROOT, "ip", "netns", "exec", self.client, *argv],
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-        return result.returncode == 0
+        return connects_from(self.client, source, SERVER_ADDRESS, port)
+
+
+def connects_from(namespace: str, source: str, destination: str, port: int) -> bool:
+    """Whether a TCP connection from `source` in `namespace` to `destination:port` succeeds
+    (a refusal, a reset or two seconds of silence is a failure)."""
+    probe = (
+        "import socket, sys\n"
+        "try:\n"
+        "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2,\n"
+        "                             source_address=(sys.argv[3], 0)).close()\n"
+        "except OSError:\n"
+        "    sys.exit(1)\n"
+    )
+    argv = ["python3", "-c", probe, destination, str(port), source]
+    result = subprocess.run(
+        [*AS_ROOT, "ip", "netns", "exec", namespace, *argv],
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    return result.returncode == 0
 
 
 @contextlib.contextmanager
@@ -105,11 +116,18 @@ def netns_hosts() -> Iterator[NetnsHosts]:
 @contextlib.contextmanager
 def listening(hosts: NetnsHosts, ports: Sequence[int]) -> Iterator[None]:
     """Accept (and close) TCP connections on `ports` inside the server namespace."""
+    with listening_in(hosts.server, SERVER_ADDRESS, ports):
+        yield
+
+
+@contextlib.contextmanager
+def listening_in(namespace: str, address: str, ports: Sequence[int]) -> Iterator[None]:
+    """Accept (and close) TCP connections on `address:ports` inside `namespace`."""
     script = (
         "import socket, sys, threading\n"
         "def serve(port):\n"
         "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-        f"    s.bind(('{SERVER_ADDRESS}', port)); s.listen()\n"
+        f"    s.bind(('{address}', port)); s.listen()\n"
         "    while True:\n"
         "        s.accept()[0].close()\n"
         "for port in sys.argv[1:]:\n"
@@ -118,7 +136,7 @@ def listening(hosts: NetnsHosts, ports: Sequence[int]) -> Iterator[None]:
         "sys.stdin.read()\n"
     )
     process = subprocess.Popen(
-        [*AS_ROOT, "ip", "netns", "exec", hosts.server, "python3", "-c", script, *map(str, ports)],
+        [*AS_ROOT, "ip", "netns", "exec", namespace, "python3", "-c", script, *map(str, ports)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -164,3 +182,44 @@ def _listens(namespace: str, address: str, port: int) -> bool:
         check=False,
     )
     return bool(listed.stdout.strip())
+
+
+# A container behind the server, on a network of its own, as Docker puts one on its bridge.
+CONTAINER_GATEWAY = "172.30.0.1"
+CONTAINER_ADDRESS = "172.30.0.2"
+# The instance metadata service's address, held by the "internet" namespace in these tests.
+METADATA_ADDRESS = "169.254.169.254"
+
+
+@contextlib.contextmanager
+def container_behind(hosts: NetnsHosts) -> Iterator[str]:
+    """A third namespace (yielded by name) behind the server, which forwards and masquerades
+    its traffic as Docker does; the client also answers on the metadata service's address."""
+    container = f"{hosts.tag}-ctr"
+    server_link, container_link = f"{hosts.tag}b", f"{hosts.tag}e"
+    _ip("netns", "add", container)
+    try:
+        _ip("link", "add", server_link, "type", "veth", "peer", "name", container_link)
+        _ip("link", "set", server_link, "netns", hosts.server)
+        _ip("link", "set", container_link, "netns", container)
+        _ip("-n", hosts.server, "addr", "add", f"{CONTAINER_GATEWAY}/24", "dev", server_link)
+        _ip("-n", container, "addr", "add", f"{CONTAINER_ADDRESS}/24", "dev", container_link)
+        for namespace, link in ((hosts.server, server_link), (container, container_link)):
+            _ip("-n", namespace, "link", "set", link, "up")
+        _ip("-n", container, "link", "set", "lo", "up")
+        _ip("-n", container, "route", "add", "default", "via", CONTAINER_GATEWAY)
+        _ip("-n", hosts.client, "addr", "add", f"{METADATA_ADDRESS}/32", "dev", f"{hosts.tag}c")
+        _ip("-n", hosts.server, "route", "add", f"{METADATA_ADDRESS}/32", "via", ADMIN_ADDRESS)
+        for argv in (
+            ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "172.30.0.0/24",
+             "!", "-o", server_link, "-j", "MASQUERADE"],
+        ):  # fmt: skip
+            done = hosts.run_on_server(argv)
+            if done.returncode != 0:
+                raise RuntimeError(f"{argv}: {done.stderr}")
+        yield container
+    finally:
+        subprocess.run(
+            [*AS_ROOT, "ip", "netns", "del", container], capture_output=True, check=False
+        )

@@ -19,15 +19,27 @@ from pathlib import Path
 import pytest
 
 from components.config import SSH_PORT
-from components.host_config import FIREWALL_CHAIN, FIREWALL_SCRIPT, FIREWALL_UNIT, UNIT_DIR
+from components.host_config import (
+    CONTAINER_CHAIN,
+    FIREWALL_CHAIN,
+    FIREWALL_SCRIPT,
+    FIREWALL_UNIT,
+    UNIT_DIR,
+)
 from dryrun.engine import ProgramRun, run_program
 from tests.helpers import command_script
 from tests.integration import daemons, systemd
 from tests.integration.netns import (
     ADMIN_ADDRESS,
+    CONTAINER_ADDRESS,
+    METADATA_ADDRESS,
     OUTSIDER_ADDRESS,
+    SERVER_ADDRESS,
     NetnsHosts,
+    connects_from,
+    container_behind,
     listening,
+    listening_in,
     netns_hosts,
 )
 
@@ -47,6 +59,7 @@ DOCKER_RULES = (
     ["-N", "DOCKER"],
     ["-A", "DOCKER", "-d", "172.30.0.2/32", "-p", "tcp", "--dport", "5432", "-j", "ACCEPT"],
     ["-N", "DOCKER-USER"],
+    ["-A", "DOCKER-USER", "-j", "RETURN"],  # Docker before 28 ends DOCKER-USER so
     ["-A", "FORWARD", "-j", "DOCKER-USER"],
     ["-A", "FORWARD", "-o", "br-aiswarm", "-j", "DOCKER"],
 )
@@ -183,16 +196,28 @@ def test_without_exposed_uis_no_ui_port_opens(oci_host: FirewallHost) -> None:
     assert oci_host.hosts.connects(ADMIN_ADDRESS, SSH_PORT)
 
 
+def host_chain(host: FirewallHost, chain: str) -> list[str]:
+    listed = host.hosts.run_on_server(["iptables", "-w", "-S", chain])
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout.splitlines()
+
+
 def test_dockers_chains_are_left_alone_and_never_saved(
     oci_host: FirewallHost, exposed_run: ProgramRun
 ) -> None:
     docker_before = [line for line in oci_host.rules().splitlines() if "DOCKER" in line]
     oci_host.install(exposed_run)
     docker_after = [line for line in oci_host.rules().splitlines() if "DOCKER" in line]
-    assert docker_after == docker_before
+    # Docker's rules are as they were; DOCKER-USER, Docker's chain for its users, gains the
+    # one jump to ours, first.
+    ours = f"-A DOCKER-USER -j {CONTAINER_CHAIN}"
+    assert [line for line in docker_after if line != ours] == docker_before
+    docker_user = host_chain(oci_host, "DOCKER-USER")
+    assert docker_user == ["-N DOCKER-USER", ours, "-A DOCKER-USER -j RETURN"]
     saved = (oci_host.script_dir / Path(FIREWALL_SCRIPT).name).read_text()
     assert FIREWALL_CHAIN in saved
-    assert "DOCKER" not in saved
+    # No rule of Docker's is in the file a reboot loads (a later reload would flush them).
+    assert not [line for line in saved.splitlines() if line.startswith(("-A DOCKER", ":DOCKER"))]
 
 
 def test_a_reboot_loads_the_same_rules(oci_host: FirewallHost, exposed_run: ProgramRun) -> None:
@@ -223,3 +248,70 @@ def test_the_installed_unit_passes_systemd_analyze_verify(
     verified = systemd.verify(root, FIREWALL_UNIT)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stderr == ""
+
+
+# --- What Docker forwards: a container behind the host, a port published as Docker does -----
+
+PUBLISHED_PORT = 4000
+METADATA_PORT = 80
+
+
+@pytest.fixture
+def docker_host(oci_host: FirewallHost) -> Iterator[tuple[FirewallHost, str]]:
+    """The test host with a container behind it whose port 4000 is published on the host's
+    address (Docker's DNAT), and a metadata service on the "internet" side."""
+    with container_behind(oci_host.hosts) as container:
+        oci_host.iptables(
+            "-t", "nat", "-A", "PREROUTING", "-d", SERVER_ADDRESS, "-p", "tcp",
+            "--dport", str(PUBLISHED_PORT), "-j", "DNAT",
+            "--to-destination", f"{CONTAINER_ADDRESS}:{PUBLISHED_PORT}",
+        )  # fmt: skip
+        with (
+            listening_in(container, CONTAINER_ADDRESS, [PUBLISHED_PORT]),
+            listening_in(oci_host.hosts.client, METADATA_ADDRESS, [METADATA_PORT]),
+            listening_in(oci_host.hosts.client, OUTSIDER_ADDRESS, [METADATA_PORT]),
+        ):
+            yield oci_host, container
+
+
+def _published_reaches(host: FirewallHost, source: str) -> bool:
+    return connects_from(host.hosts.client, source, SERVER_ADDRESS, PUBLISHED_PORT)
+
+
+def _container_reaches(container: str, destination: str) -> bool:
+    return connects_from(container, CONTAINER_ADDRESS, destination, METADATA_PORT)
+
+
+def test_without_our_rules_docker_lets_anyone_in_and_containers_reach_the_metadata_service(
+    docker_host: tuple[FirewallHost, str],
+) -> None:
+    """The test setup itself: what the rules below must change."""
+    host, container = docker_host
+    assert _published_reaches(host, OUTSIDER_ADDRESS)
+    assert _container_reaches(container, METADATA_ADDRESS)
+
+
+def test_published_ports_admit_admins_only_and_containers_never_reach_link_local(
+    docker_host: tuple[FirewallHost, str], exposed_run: ProgramRun
+) -> None:
+    host, container = docker_host
+    host.install(exposed_run)
+    assert _published_reaches(host, ADMIN_ADDRESS)
+    assert not _published_reaches(host, OUTSIDER_ADDRESS)
+    assert not _container_reaches(container, METADATA_ADDRESS)
+    # The container still reaches the internet, and the admin rules still stand.
+    assert _container_reaches(container, OUTSIDER_ADDRESS)
+    assert host.hosts.connects(ADMIN_ADDRESS, SSH_PORT)
+
+
+def test_the_container_rules_follow_a_changed_cidr_list_and_survive_a_second_run(
+    docker_host: tuple[FirewallHost, str], exposed_run: ProgramRun
+) -> None:
+    host, _ = docker_host
+    host.install(exposed_run)
+    host.install(exposed_run)
+    assert host.rules().count(f"-A DOCKER-USER -j {CONTAINER_CHAIN}") == 1
+    moved = run_program(overrides={"adminCidrs": f'["{OUTSIDER_ADDRESS}/32"]', "exposeUis": "true"})
+    host.install(moved)
+    assert _published_reaches(host, OUTSIDER_ADDRESS)
+    assert not _published_reaches(host, ADMIN_ADDRESS)
