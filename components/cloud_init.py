@@ -98,8 +98,10 @@ _AUTO_UPGRADES = (
     'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
 )
 
-# Containers also set their own limits; this bounds anything started by hand.
-_DOCKER_DAEMON = {"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}
+# Every container's logs: three files of 10 MB at most. The services set these themselves;
+# the daemon's default bounds anything started by hand.
+DOCKER_LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+_DOCKER_DAEMON = {"log-driver": "json-file", "log-opts": DOCKER_LOG_OPTIONS}
 
 
 class _BlockStyleDumper(yaml.SafeDumper):

@@ -47,3 +47,13 @@ def installed_files(script: str) -> dict[str, str]:
                 body.append(body_line)
             found[words[2]] = "".join(body)
     return found
+
+
+# The boot disk is 50 GB for everything: each container's logs stay well under 1% of it.
+MAX_LOGS_MB = 50
+
+
+def log_size_mb(text: str) -> float:
+    """A Docker log size ("10m", "512k", "1g") in MB."""
+    units = {"k": 1 / 1024, "m": 1, "g": 1024}
+    return float(text[:-1]) * units[text[-1].lower()]

@@ -3,6 +3,7 @@ fixed names, and a cloud-config that no setting changes."""
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import pytest
@@ -18,7 +19,7 @@ from components.cloud_init import (
 )
 from components.ssh import known_hosts_file
 from dryrun.engine import UNKNOWN, ProgramRun, run_program
-from tests.helpers import INSTANCE, user_data, user_data_text
+from tests.helpers import INSTANCE, MAX_LOGS_MB, log_size_mb, user_data, user_data_text
 from tests.services.readers import instance_id
 
 
@@ -52,6 +53,17 @@ def test_running_host_is_never_reimaged_nor_doubled(always_free_run: ProgramRun)
     assert instance.ignore_changes == ("sourceDetails.sourceId",)
     # The allowance fits one host: the old one goes before a replacement is made.
     assert instance.delete_before_replace
+    # ... and its boot volume with it: a kept one would hold 50 of the 200 free GB for nothing.
+    assert instance.inputs["preserveBootVolume"] is False
+
+
+def test_docker_bounds_every_containers_logs(always_free_run: ProgramRun) -> None:
+    """Containers started by hand get the daemon's defaults: small, rotated json-file logs."""
+    files = {f["path"]: f["content"] for f in user_data(always_free_run)["write_files"]}
+    daemon = json.loads(files["/etc/docker/daemon.json"])
+    assert daemon["log-driver"] == "json-file"
+    options = daemon["log-opts"]
+    assert log_size_mb(options["max-size"]) * int(options["max-file"]) <= MAX_LOGS_MB
 
 
 def test_data_volume_is_protected_retained_and_attached(always_free_run: ProgramRun) -> None:

@@ -22,6 +22,7 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.cloud_init import DOCKER_LOG_OPTIONS
 from components.config import ServiceSettings
 from components.host import DATA_ROOT
 from components.services.catalog import CATALOG, ServiceEntry
@@ -36,7 +37,6 @@ SERVICE_LABEL = "ai-swarm.service"
 INSTANCE_LABEL = "ai-swarm.instance"
 LOOPBACK = "127.0.0.1"
 NETWORK_NAME = "ai-swarm"
-LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 SECRET_LENGTH = 32
 # Only the owner (the service's own user, see `privileges`) reads a file that holds a secret.
 SECRET_FILE_MODE = "0600"
@@ -284,7 +284,7 @@ class Service(pulumi.ComponentResource):
             wait_timeout=spec.health.wait_timeout,
             restart="unless-stopped",
             log_driver="json-file",
-            log_opts=LOG_OPTIONS,
+            log_opts=DOCKER_LOG_OPTIONS,
             labels=[
                 docker.ContainerLabelArgs(label=HOST_LABEL, value=self.context.host_key),
                 docker.ContainerLabelArgs(label=SERVICE_LABEL, value=self.entry.key),

@@ -8,6 +8,7 @@ from components.host import DATA_ROOT, HOST_TAG
 from components.services.catalog import CATALOG, NETWORK_SUBNET
 from components.sizing import ALLOCATIONS
 from dryrun.engine import ProgramRun
+from tests.helpers import MAX_LOGS_MB, log_size_mb
 from tests.services.readers import (
     COMMAND,
     CONTAINER,
@@ -91,14 +92,8 @@ def test_container_restarts_and_keeps_bounded_logs(free_run: ProgramRun, name: s
     assert inputs["restart"] == "unless-stopped"
     assert inputs["logDriver"] == "json-file"
     assert set(inputs["logOpts"]) == {"max-size", "max-file"}
-    # The boot disk is 50 GB for everything: each container's logs stay well under 1%.
-    assert size_mb(inputs["logOpts"]["max-size"]) * int(inputs["logOpts"]["max-file"]) <= 50
-
-
-def size_mb(text: str) -> float:
-    """A Docker log size ("10m", "512k", "1g") in MB."""
-    units = {"k": 1 / 1024, "m": 1, "g": 1024}
-    return float(text[:-1]) * units[text[-1].lower()]
+    options = inputs["logOpts"]
+    assert log_size_mb(options["max-size"]) * int(options["max-file"]) <= MAX_LOGS_MB
 
 
 @pytest.mark.parametrize("name", IDS)
