@@ -216,8 +216,8 @@ def initialize_stanzas() -> list[dict[str, Any]]:
 
 def server_config(seal_generation: int = SEAL_KEY_GENERATION) -> dict[str, Any]:
     """Listens inside its container only: no port is published, so only the services' network
-    reaches it. Plain HTTP on that network until the TLS issue lands. mlock does not exist in
-    OpenBao 2.x, so there is no `disable_mlock` and no IPC_LOCK."""
+    reaches it, in plain HTTP (no TLS on that network yet). mlock does not exist in OpenBao
+    2.x, so there is no `disable_mlock` and no IPC_LOCK."""
     return {
         "storage": {"raft": {"path": RAFT_DIR, "node_id": SERVER_NAME}},
         "listener": {"tcp": {"address": f"0.0.0.0:{PORT}", "tls_disable": True}},

@@ -44,7 +44,7 @@ def only(diagnostics: Diagnostics, policy: str) -> Any:
 
 # --- The pack's policies, levels and config schema ----------------------------------------
 
-# Every threshold the issue names, with its default.
+# Every threshold of the pack, with its default.
 EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
     "a1-allowance": {
         "maxA1Ocpus": 2,
