@@ -25,7 +25,9 @@ IMPORT_FLOOR = "; ".join(
         "pulumi_oci.core.Instance, pulumi_oci.core.Vcn, pulumi_oci.core.get_images_output",
         "pulumi_oci.identity.get_availability_domains",
         "pulumi_docker.Container, pulumi_docker.RemoteImage, pulumi_docker.Provider",
-        "pulumi_command.remote.Command, pulumi_random.RandomPassword",
+        "pulumi_oci.core.VolumeBackupPolicy, pulumi_oci.core.VolumeBackupPolicyAssignment",
+        "pulumi_command.remote.Command, pulumi_random.RandomPassword, pulumi_random.RandomBytes",
+        "import cryptography.hazmat.primitives.serialization",
     )
 )
 
