@@ -87,7 +87,7 @@ def proxy_config(routes: Sequence[ModelRoute]) -> dict[str, Any]:
 
 
 class LiteLLM(Service):
-    # The master key: Open WebUI uses it as its OpenAI API key, admins log in to /ui with it.
+    # The master key: admins log in to /ui with it, and Open WebUI's virtual key is made with it.
     api_key: pulumi.Output[str]
     url: str = f"http://litellm:{PORT}/v1"
 

@@ -11,6 +11,8 @@ import pytest
 
 from ai_swarm_policies.contract import SECURITY_LIST
 from components.config import ConfigError
+from components.config.services import is_reserved_env_name
+from components.services import litellm as litellm_service
 from dryrun.engine import ProgramError, ProgramRun
 from tests.helpers import command_script
 from tests.services.readers import (
@@ -19,6 +21,7 @@ from tests.services.readers import (
     SERVICE_PREFIX,
     container,
     container_names,
+    env,
     run_with,
     ssh_options,
 )
@@ -241,3 +244,11 @@ def test_identity_file_is_handed_to_ssh() -> None:
     position = options.index("-i")
     assert options[position + 1] == "~/.ssh/ai-swarm"
     assert "IdentitiesOnly=yes" in options
+
+
+def test_every_variable_the_program_gives_litellm_is_reserved(free_run: ProgramRun) -> None:
+    """A provider key may not take the name of a variable LiteLLM's container already gets,
+    in its environment or from the Vault Agent's file."""
+    given = {*env(container(free_run, "litellm")), litellm_service.MASTER_KEY_ENV}
+    given |= {litellm_service.SALT_KEY_ENV}
+    assert sorted(name for name in given if not is_reserved_env_name(name)) == []
