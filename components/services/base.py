@@ -58,7 +58,7 @@ class ServiceContext:
     network: docker.Network
     host_key: str  # the host's `ai-swarm-host` tag, which the `ai-swarm.host` label repeats
     instance_id: pulumi.Input[str]
-    # SSH to the host, for the steps Docker cannot do (making data directories).
+    # SSH to the host, for the steps Docker cannot do (data directories, Vault's setup, keys).
     connection: command.remote.ConnectionArgs
     profile: str
     settings: ServiceSettings
