@@ -31,6 +31,10 @@ from tests.integration.netns import AS_ROOT
 from tests.services.readers import PROVIDER
 
 SSHD = "/usr/sbin/sshd"
+# sshd refuses to start without its privilege separation directory (compiled into Debian's
+# sshd). systemd makes it from ssh.service's RuntimeDirectory=sshd; a test's sshd never went
+# through that unit, and /run is a fresh tmpfs after every boot.
+PRIVSEP_DIRECTORY = "/run/sshd"
 BURST = 40  # parallel connections, as many Docker calls of an `up` start together
 
 
@@ -88,6 +92,9 @@ def _sshd_config(
 def _sshd(config: Path, port: int) -> Iterator[None]:
     daemons.require_program(SSHD)
     daemons.record_version("sshd", ["ssh", "-V"])
+    subprocess.run(
+        [*AS_ROOT, "install", "-d", "-m", "0755", PRIVSEP_DIRECTORY], check=True, timeout=10
+    )
     checked = subprocess.run(
         [*AS_ROOT, SSHD, "-t", "-f", str(config)],
         capture_output=True,
