@@ -7,10 +7,11 @@ config (or the policy config) is in error.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -160,19 +161,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def print_report(console: Console, result: DryRun) -> None:
     mode = "preview" if result.run.preview else "up"
     console.rule(f"ai-swarm dry run: stack {result.run.stack} ({mode}, mocked cloud)")
-    console.print(_tree_view(result.tree))
-    for table in _budget_tables(result.budget):
+    numbers = itertools.count(1)
+    console.print(_tree_view(result.tree, next(numbers)))
+    for table in _budget_tables(result.budget, numbers):
         console.print(table)
-    _print_policies(console, result.policies)
-    _print_graph(console, result.graph)
+    _print_policies(console, result.policies, next(numbers))
+    _print_graph(console, result.graph, next(numbers))
     verdict = (
         "FAIL: mandatory policy violated" if result.exit_code else "OK: no mandatory violation"
     )
     console.print(f"\n{verdict}", markup=False)
 
 
-def _tree_view(nodes: Sequence[TreeNode]) -> Tree:
-    root = Tree("[bold]1. Resources[/bold]")
+def _tree_view(nodes: Sequence[TreeNode], number: int) -> Tree:
+    root = Tree(f"[bold]{number}. Resources[/bold]")
 
     def add(parent: Tree, node: TreeNode) -> None:
         branch = parent.add(f"{node.name} [dim]{node.type}[/dim]")
@@ -188,11 +190,15 @@ def _size(ocpus: float, memory_gb: float) -> str:
     return f"{_n(ocpus)} OCPU, {_n(memory_gb)} GB"
 
 
-def _budget_tables(result: Budget) -> list[Table]:
+def _budget_tables(result: Budget, numbers: Iterator[int]) -> list[Table]:
+    """One numbered table per host, then the free-tier totals of every host together."""
     tables = []
     for host in result.hosts:
         table = Table(
-            title=f"2. Budget of host '{host.host}' ({_size(host.ocpus, host.memory_gb)})",
+            title=(
+                f"{next(numbers)}. Budget of host '{host.host}' "
+                f"({_size(host.ocpus, host.memory_gb)})"
+            ),
             title_justify="left",
         )
         for column in ("service", "container", "CPUs", "memory MB"):
@@ -213,7 +219,7 @@ def _budget_tables(result: Budget) -> list[Table]:
         )
         table.add_row("headroom", "", _signed(host.cpu), _signed(host.memory_mb))
         tables.append(table)
-    totals = Table(title="2. Free-tier allowance", title_justify="left")
+    totals = Table(title=f"{next(numbers)}. Free-tier allowance", title_justify="left")
     for column in ("resource", "used", "allowed", "headroom"):
         totals.add_column(column, justify="left" if column == "resource" else "right")
     for label, usage in (
@@ -226,8 +232,8 @@ def _budget_tables(result: Budget) -> list[Table]:
     return tables
 
 
-def _print_policies(console: Console, report: PolicyReport) -> None:
-    console.print("\n[bold]3. Policies[/bold]")
+def _print_policies(console: Console, report: PolicyReport, number: int) -> None:
+    console.print(f"\n[bold]{number}. Policies[/bold]")
     if not report.diagnostics:
         console.print("  no policy reported anything")
     for level in ENFORCEMENT_LEVELS:
@@ -239,8 +245,8 @@ def _print_policies(console: Console, report: PolicyReport) -> None:
             console.print(f"  - {diagnostic.policy}: {diagnostic.message}", markup=False)
 
 
-def _print_graph(console: Console, graph: DeploymentGraph) -> None:
-    console.print("\n[bold]4. Deployment graph[/bold]")
+def _print_graph(console: Console, graph: DeploymentGraph, number: int) -> None:
+    console.print(f"\n[bold]{number}. Deployment graph[/bold]")
     console.print(f"  resources to create: {graph.resource_count}")
     console.print(f"  longest dependency chain: {len(graph.longest_chain)} resources")
     for registration in graph.longest_chain:

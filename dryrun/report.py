@@ -7,6 +7,7 @@ config, so the numbers shown are the ones the pack enforces.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -185,15 +186,23 @@ def _host_budget(
     by_urn: Mapping[str, Registration],
     limits: BudgetLimits,
 ) -> HostBudget:
-    containers = tuple(_container_usage(demand, by_urn) for demand in demands)
+    # Largest first: what to shrink when the host is over its budget.
+    containers = tuple(
+        sorted(
+            (_container_usage(demand, by_urn) for demand in demands),
+            key=lambda usage: (-usage.memory_mb, -usage.cpus, usage.container),
+        )
+    )
     return HostBudget(
         host=host.name,
         ocpus=host.ocpus or 0.0,
         memory_gb=host.memory_gb or 0.0,
         containers=containers,
-        cpu=Usage(sum(c.cpus for c in containers), host.cpus_allowed(limits.max_cpu_overcommit)),
+        cpu=Usage(
+            math.fsum(c.cpus for c in containers), host.cpus_allowed(limits.max_cpu_overcommit)
+        ),
         memory_mb=Usage(
-            sum(c.memory_mb for c in containers),
+            math.fsum(c.memory_mb for c in containers),
             host.memory_allowed_mb(limits.host_reserved_memory_mb),
         ),
         reserved_memory_mb=limits.host_reserved_memory_mb,

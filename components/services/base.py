@@ -197,7 +197,7 @@ class Service(pulumi.ComponentResource):
 
     Children are named after the component (`<name>-image`, `<name>-<container>`, ...), so two
     instances of a service (on two hosts) cannot collide. Every container waits for the
-    containers of the service's peers.
+    containers of the peers it reaches while it starts (all but the catalog's `starts_without`).
     """
 
     key: ClassVar[str]  # the service's entry in the catalog
@@ -210,7 +210,12 @@ class Service(pulumi.ComponentResource):
         super().__init__(f"ai-swarm:service:{self.entry.name}", name, None, opts)
         self.name = name
         self.context = args.context
-        self._peer_containers = [c for peer in args.peers.values() for c in peer.containers]
+        self._peer_containers = [
+            c
+            for key, peer in args.peers.items()
+            if key not in self.entry.starts_without
+            for c in peer.containers
+        ]
         self.containers = []
         self.image = docker.RemoteImage(
             f"{name}-image",

@@ -26,6 +26,9 @@ class ServiceEntry:
     containers: tuple[str, ...]  # main container first
     needs: tuple[str, ...] = ()  # services that must be enabled for this one to work
     uses: tuple[str, ...] = ()  # services it connects to when they are enabled
+    # Needed or used services it reaches only to serve a request, never while it starts: its
+    # containers need not wait for theirs, so `pulumi up` creates them side by side.
+    starts_without: tuple[str, ...] = ()
     ui_port: int | None = None  # published on loopback (or to adminCidrs when exposed)
 
 
@@ -56,6 +59,9 @@ CATALOG: Mapping[str, ServiceEntry] = {
             ("open-webui",),
             needs=("postgres", "redis", "litellm"),
             uses=("pipelines",),
+            # Its start migrates Postgres and reads its config from Redis; the model backends
+            # are called per request.
+            starts_without=("litellm", "pipelines"),
             ui_port=8080,
         ),
         # Pipelines publishes no version tags, only git-<commit> ones.

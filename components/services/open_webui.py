@@ -117,7 +117,7 @@ class OpenWebUI(Service):
         self.litellm_key: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.concat("sk-", self.generated_secret("litellm-key"))
         )
-        registered = self._register_litellm_key(litellm)
+        self._register_litellm_key(litellm)
         backend_keys = [self.litellm_key, *([pipelines.api_key] if pipelines else [])]
         backend_urls = [litellm.url, *([pipelines.url] if pipelines else [])]
         # Straight to the master as its own user: it cannot authenticate to the Sentinel (see
@@ -149,7 +149,6 @@ class OpenWebUI(Service):
                 },
                 data=[DataDir("open-webui", "/app/backend/data")],
                 published_port=PORT,
-                depends_on=[registered],
             )
         )
         self.finish()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -133,7 +134,9 @@ def _report_over_budget(
     placed: Sequence[tuple[Demand, float]],
     report: ReportViolation,
 ) -> None:
-    used = sum(amount for _, amount in placed)
+    # fsum: a float sum depends on its order (0.9 + 0.6 + ... can pass 3 by 4e-16), and the
+    # verdict must not depend on the order the engine registered the containers in.
+    used = math.fsum(amount for _, amount in placed)
     if used <= allowed:
         return
     unit = budget.unit

@@ -110,11 +110,11 @@ class InstanceSizes:
 
     @property
     def a1_ocpus(self) -> float:
-        return sum(s.ocpus or 0.0 for s in self.a1_sized)
+        return math.fsum(s.ocpus or 0.0 for s in self.a1_sized)
 
     @property
     def a1_memory_gb(self) -> float:
-        return sum(s.memory_gb or 0.0 for s in self.a1_sized)
+        return math.fsum(s.memory_gb or 0.0 for s in self.a1_sized)
 
 
 def _sizing(instance: Resource) -> Sizing:

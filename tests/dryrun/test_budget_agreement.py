@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ai_swarm_policies.contract import VOLUME
+from ai_swarm_policies.contract import CONTAINER, VOLUME
 from dryrun.engine import ProgramRun, Registration
 from dryrun.policy import evaluate
 from dryrun.report import Budget, BudgetLimits, budget
@@ -112,3 +112,27 @@ def test_the_report_places_each_container_on_the_host_the_pack_budgets_it_on() -
     moved = [*_hand_built()[:5], container("web", "edge", "0.5", 5000), _hand_built()[6]]
     found = evaluate(moved).of_policy("host-memory-budget")
     assert [d.urn for d in found] == [moved[1].urn]
+
+
+def _containers_reordered(stack: Sequence[Registration], order: str) -> list[Registration]:
+    """`stack` with its containers in another registration order (largest cpus first, or
+    reversed); everything else where it was."""
+    containers = [r for r in stack if r.type == CONTAINER]
+    if order == "largest first":
+        containers.sort(key=lambda r: -float(r.inputs["cpus"]))
+    else:
+        containers.reverse()
+    others = iter(containers)
+    return [next(others) if r.type == CONTAINER else r for r in stack]
+
+
+@pytest.mark.parametrize("order", ["largest first", "reversed"])
+def test_a_budget_met_exactly_passes_in_any_registration_order(
+    always_free_run: ProgramRun, order: str
+) -> None:
+    # The default stack's cpus limits (0.9 + 0.6 + 0.45 + ...) sum to exactly the 3 allowed;
+    # added up as floats largest first they come to 3.0000000000000004.
+    stack = _containers_reordered(always_free_run.registrations, order)
+    shown = _report(stack).hosts[0].cpu
+    assert (shown.used, shown.allowed, shown.headroom) == (3, 3, 0)
+    assert evaluate(stack).mandatory_violations == ()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,15 @@ import pytest
 from dryrun import cli
 from dryrun.engine import PROJECT_DIR, ProgramError
 
-SECTIONS = ("1. Resources", "2. Budget of host 'host'", "3. Policies", "4. Deployment graph")
+SECTIONS = (
+    "1. Resources",
+    "2. Budget of host 'host'",
+    "3. Free-tier allowance",
+    "4. Policies",
+    "5. Deployment graph",
+)
+# A section heading as printed: its number at the start of a line.
+HEADING = re.compile(r"^(\d+)\. [A-Z]", re.MULTILINE)
 
 
 def dry_run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -27,12 +37,26 @@ def dry_run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_default_stack_passes_and_prints_the_four_sections() -> None:
+def test_default_stack_passes_and_prints_its_sections_numbered_once_each() -> None:
     result = dry_run()
     assert result.returncode == 0, result.stderr
     positions = [result.stdout.index(section) for section in SECTIONS]
     assert positions == sorted(positions)
+    numbers = [int(number) for number in HEADING.findall(result.stdout)]
+    assert numbers == list(range(1, len(SECTIONS) + 1))
     assert "OK: no mandatory violation" in result.stdout
+
+
+def test_the_budget_lists_the_largest_container_first() -> None:
+    result = dry_run()
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("2. Budget of host", 1)[1].split("3. Free-tier allowance", 1)[0]
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table.splitlines()]
+    containers = list(itertools.takewhile(lambda row: row[0] != "total", filter(None, rows)))
+    memory = [int(row[3]) for row in containers]
+    assert len(memory) == 9
+    assert memory == sorted(memory, reverse=True)
+    assert containers[0][1] == "open-webui"
 
 
 def test_over_allowance_exits_1_naming_the_policy() -> None:

@@ -89,7 +89,8 @@ def test_longest_chain_is_a_chain_of_real_waits(always_free_run: ProgramRun) -> 
     for earlier, later in itertools.pairwise(chain):
         assert earlier.urn in waits_on(later)
     assert chain[0].type == VCN
-    assert chain[-1].type == CONTAINER
+    # Open WebUI's container waits for none of LiteLLM's steps: the chain ends beside it.
+    assert all(r.inputs.get("name") != "open-webui" for r in chain)
 
 
 def test_limits_follow_the_policy_config(a1_4x24_run: ProgramRun) -> None:

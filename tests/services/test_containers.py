@@ -166,8 +166,7 @@ def test_data_directories_are_made_on_the_mounted_volume_first(
     free_run: ProgramRun, name: str
 ) -> None:
     registration = container(free_run, name)
-    # The host command named after the container's data directories (Open WebUI also waits
-    # for the one that registers its LiteLLM key).
+    # The host command named after the container's data directories.
     [made] = [
         free_run.by_urn()[urn]
         for urn in registration.dependencies
