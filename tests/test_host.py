@@ -17,7 +17,6 @@ from components.cloud_init import (
     PACKAGES,
     PREPARE_DATA_SCRIPT,
 )
-from components.ssh import known_hosts_file
 from dryrun.engine import UNKNOWN, ProgramRun, run_program
 from tests.helpers import INSTANCE, MAX_LOGS_MB, log_size_mb, user_data, user_data_text
 from tests.services.readers import instance_id
@@ -128,7 +127,7 @@ def test_outputs_give_the_ip_ssh_command_and_docker_host(always_free_run: Progra
     assert shlex.split(outputs["sshCommand"]) == [
         "ssh",
         "-o",
-        f"UserKnownHostsFile={known_hosts_file(instance_id(always_free_run))}",
+        f"UserKnownHostsFile=~/.ssh/known_hosts.ai-swarm.{instance_id(always_free_run)}",
         "-o",
         "StrictHostKeyChecking=accept-new",
         "ubuntu@192.0.2.10",

@@ -13,13 +13,11 @@ from components.host_config import (
     FIREWALL_CHAIN,
     FIREWALL_SCRIPT,
     FIREWALL_UNIT,
-    MAX_STARTUPS,
     SSHD_DROP_IN,
     HostFile,
     firewall_rules,
     install_files_script,
 )
-from components.ssh import known_hosts_file
 from dryrun.engine import ProgramRun, run_program
 from tests.helpers import command_script
 from tests.services.readers import PROVIDER, instance_id, ssh_options
@@ -79,7 +77,7 @@ def test_settings_run_after_cloud_init_and_again_on_a_new_instance(
 def test_sshd_admits_many_connections_before_docker_starts(always_free_run: ProgramRun) -> None:
     script = command_script(always_free_run, SSHD)
     assert f"put 0644 {SSHD_DROP_IN} <<" in script
-    assert f"MaxStartups {MAX_STARTUPS}" in script
+    assert "MaxStartups 64:30:128" in script
     assert "sudo sshd -t" in script
     sshd = always_free_run.one(REMOTE_COMMAND, SSHD)
     assert sshd.urn in always_free_run.one(PROVIDER).dependencies
@@ -87,7 +85,7 @@ def test_sshd_admits_many_connections_before_docker_starts(always_free_run: Prog
 
 def test_docker_over_ssh_keeps_host_keys_per_instance(always_free_run: ProgramRun) -> None:
     options = ssh_options(always_free_run)
-    known_hosts = f"UserKnownHostsFile={known_hosts_file(instance_id(always_free_run))}"
+    known_hosts = f"UserKnownHostsFile=~/.ssh/known_hosts.ai-swarm.{instance_id(always_free_run)}"
     assert options[options.index(known_hosts) - 1] == "-o"
     assert options[options.index("StrictHostKeyChecking=accept-new") - 1] == "-o"
 
