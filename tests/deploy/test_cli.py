@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,6 +50,17 @@ def test_up_help_shows_allow_replace(tmp_path: Path) -> None:
     done = run_module("up", "--help", tmp_path=tmp_path)
     assert done.returncode == 0
     assert "--allow-replace" in done.stdout
+
+
+def test_the_readmes_up_usage_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["up", "--help"])
+    # The options list: each flag starts its own line of the help.
+    shown = set(re.findall(r"^ {2}(--[a-z-]+)", capsys.readouterr().out, re.MULTILINE))
+    shown -= {"--help"}
+    readme = (PROJECT / "README.md").read_text()
+    usage = readme.partition("```sh\npython -m deploy up ")[2].partition("```")[0]
+    assert {word.strip("[]") for word in usage.split() if word.startswith("[--")} == shown
 
 
 def test_a_missing_pulumi_cli_names_the_install_page(tmp_path: Path) -> None:
