@@ -100,11 +100,11 @@ def plan_domains(
             "availability domains" + ("" if names is not None else ": drop --domains")
         )
     if index != plan.first:
-        said = "not set (domain 1)" if plan.original is None else f"{plan.original.strip()}"
+        said = "not set (domain 1)" if plan.original is None else plan.original.strip()
         raise OperatorError(
             f"{AVAILABILITY_DOMAIN_KEY} is {said}, but the data volume lives in "
             f"{volume_domain} (domain {index}) and cannot move: set {AVAILABILITY_DOMAIN_KEY} "
-            f"to {index}"
+            f"to {index} (or {volume_domain})"
         )
     return DomainPlan(
         count=count, first=index, original=configured, names=plan.names, pinned=volume_domain

@@ -318,3 +318,21 @@ def test_a_stack_with_its_data_volume_never_rotates_the_domain(tmp_path: Path) -
         "retried in that domain only; ai-swarm:availabilityDomain is not rotated"
     )
     assert not any(call[:2] == ["config", "set"] for call in cli_.calls())
+
+
+def test_a_config_away_from_the_data_volume_stops_before_any_preview(
+    wired: dict[str, object],
+) -> None:
+    stack = ScriptedStack(
+        [None], values={AVAILABILITY_DOMAIN_KEY: "1"}, volume_domain="Uocm:EU-FRANKFURT-1-AD-3"
+    )
+    wired["stack"] = stack
+    code, printed = run_cli(["up", "--domains", "3"])
+    assert code == 1
+    assert printed.strip() == (
+        "error: ai-swarm:availabilityDomain is 1, but the data volume lives in "
+        "Uocm:EU-FRANKFURT-1-AD-3 (domain 3) and cannot move: set ai-swarm:availabilityDomain "
+        "to 3 (or Uocm:EU-FRANKFURT-1-AD-3)"
+    )
+    assert stack.previews == 0
+    assert stack.domains_tried == []

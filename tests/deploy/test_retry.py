@@ -226,13 +226,13 @@ def test_without_the_region_list_the_volumes_domain_is_read_from_its_name() -> N
             "1",
             "ai-swarm:availabilityDomain is 1, but the data volume lives in "
             "Uocm:EU-FRANKFURT-1-AD-2 (domain 2) and cannot move: set "
-            "ai-swarm:availabilityDomain to 2",
+            "ai-swarm:availabilityDomain to 2 (or Uocm:EU-FRANKFURT-1-AD-2)",
         ),
         (
             None,
             "ai-swarm:availabilityDomain is not set (domain 1), but the data volume lives in "
             "Uocm:EU-FRANKFURT-1-AD-2 (domain 2) and cannot move: set "
-            "ai-swarm:availabilityDomain to 2",
+            "ai-swarm:availabilityDomain to 2 (or Uocm:EU-FRANKFURT-1-AD-2)",
         ),
     ],
 )
