@@ -17,7 +17,8 @@ from typing import Any, Final
 from pulumi import automation as auto
 
 from components.ssh import SSH_USER, known_hosts_options
-from deploy.ports import OperatorError, PulumiUpError, ShellResult
+from deploy.plan import data_volume_domain, preview_from_events
+from deploy.ports import OperatorError, Preview, PulumiUpError, ShellResult
 
 PROJECT_DIR: Final = Path(__file__).resolve().parent.parent
 POLICY_PACK_DIR: Final = PROJECT_DIR / "policies"
@@ -67,6 +68,23 @@ class AutomationStack:
     def __init__(self, stack: auto.Stack) -> None:
         self._stack = stack
 
+    def preview(self, on_output: Callable[[str], None]) -> Preview:
+        # The callback runs on the SDK's event-log thread: it only collects.
+        events: list[auto.EngineEvent] = []
+        try:
+            result = self._stack.preview(
+                policy_packs=[str(POLICY_PACK_DIR)],
+                on_output=on_output,
+                on_error=on_output,
+                on_event=events.append,
+                color="never",
+            )
+        except auto.CommandError as error:
+            raise PulumiUpError(str(error)) from None
+        except RuntimeError as error:  # the SDK's "summary event never found"
+            raise PulumiUpError(f"pulumi preview: {error}") from None
+        return preview_from_events(events, result.change_summary)
+
     def up(self, on_output: Callable[[str], None]) -> None:
         try:
             self._stack.up(
@@ -79,6 +97,10 @@ class AutomationStack:
             # str(CommandError) holds the exit code, stdout and stderr: provider errors and
             # policy violations are in stdout, the CLI's own error in stderr.
             raise PulumiUpError(str(error)) from None
+
+    def data_volume_domain(self) -> str | None:
+        deployment = self._read(self._stack.export_stack).deployment or {}
+        return data_volume_domain(deployment)
 
     def get_config(self, key: str) -> str | None:
         entry = self._all_config().get(key)

@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="pulumi up with the policy pack, retrying 'Out of host capacity'",
         description="Run `pulumi up --policy-pack policies`; on 'Out of host capacity' try the "
         "region's other availability domains, then wait (exponential back-off, full jitter) "
-        "and try again until it succeeds or the deadline passes. Exit 0 deployed, 1 stopped, "
-        "2 deadline.",
+        "and try again until it succeeds or the deadline passes. Once the stack has its data "
+        "volume, only the volume's domain is tried. Every attempt previews first and stops on "
+        "a plan that replaces or deletes the instance, the data volume or its attachment. "
+        "Exit 0 deployed, 1 stopped, 2 deadline.",
     )
     _stack_option(up)
     up.set_defaults(command_parser=up)
@@ -82,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="15m",
         metavar="DURATION",
         help="longest wait between rounds (default 15m)",
+    )
+    up.add_argument(
+        "--allow-replace",
+        action="store_true",
+        help="go ahead when the preview replaces or deletes the instance, the data volume or "
+        "its attachment (a new SSH key or `--replace` on purpose)",
     )
 
     status = commands.add_parser(
@@ -148,13 +156,14 @@ def run_up(args: argparse.Namespace, console: Console) -> int:
     )
     stack = open_stack(args.stack, create=True)
     configured = stack.get_config(AVAILABILITY_DOMAIN_KEY)
+    volume_domain = stack.data_volume_domain()
     names: Sequence[str] | None = None
     if args.domains is None:
         names = _availability_domains(stack.config())
         count = len(names)
     else:
         count = args.domains
-    plan = plan_domains(configured, names, count)
+    plan = plan_domains(configured, names, count, volume_domain)
     console.print(
         f"pulumi up on stack {escape(args.stack)} with the policy pack; {count} availability "
         f"domain(s); deadline {format_duration(settings.deadline)}; waits "
@@ -174,6 +183,7 @@ def run_up(args: argparse.Namespace, console: Console) -> int:
             jitter=random.Random(),
             console=console,
             on_output=show,
+            allow_replace=args.allow_replace,
         )
         return retry.run()
 

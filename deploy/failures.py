@@ -20,6 +20,7 @@ class FailureKind(enum.Enum):
     LIMIT = "service limit exceeded"
     AUTHORISATION = "not authenticated or not authorised"
     POLICY = "mandatory policy violated"
+    REFUSED = "plan refused"  # by `python -m deploy up` itself, after the preview
     OTHER = "failed"
 
     @property

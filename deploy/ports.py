@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 
 class PulumiUpError(Exception):
-    """`pulumi up` failed; `output` is what the CLI printed (stdout and stderr)."""
+    """`pulumi up` or `pulumi preview` failed; `output` is what the CLI printed (stdout and
+    stderr)."""
 
     def __init__(self, output: str) -> None:
         super().__init__("pulumi up failed")
@@ -22,11 +23,33 @@ class OperatorError(Exception):
     """A condition the operator must fix (missing CLI, output, credentials); printed as is."""
 
 
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step of a preview, as the engine's `resourcePreEvent` names it."""
+
+    op: str  # the engine's StepOp: same, create, update, replace, delete-replaced, ...
+    urn: str
+    type: str
+    keys: tuple[str, ...] = ()  # the inputs that force a replacement
+
+
+@dataclass(frozen=True)
+class Preview:
+    steps: tuple[PlannedStep, ...]
+    counts: Mapping[str, int]  # the engine's summary: steps per operation
+
+
 class DeployStack(Protocol):
     """The stack as `python -m deploy up` drives it."""
 
+    def preview(self, on_output: Callable[[str], None]) -> Preview:
+        """Run `pulumi preview` with the policy pack; raise `PulumiUpError` when it fails."""
+
     def up(self, on_output: Callable[[str], None]) -> None:
         """Run `pulumi up` with the policy pack; raise `PulumiUpError` when it fails."""
+
+    def data_volume_domain(self) -> str | None:
+        """The availability domain of the data volume in the stack's state, None when none."""
 
     def get_config(self, key: str) -> str | None:
         """A plain (not secret) config value, or None when the key is not set."""

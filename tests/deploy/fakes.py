@@ -12,11 +12,14 @@ from typing import Any
 
 import oci  # type: ignore[import-untyped]
 from oci.base_client import BaseClient  # type: ignore[import-untyped]
+from pulumi.automation import EngineEvent
 
+from deploy.plan import preview_from_events
 from deploy.ports import (
     CloudError,
     InstanceFacts,
     MetricSeries,
+    Preview,
     PulumiUpError,
     ShellResult,
     VolumeBackupFact,
@@ -28,6 +31,20 @@ START = datetime(2026, 11, 29, 13, 0, tzinfo=UTC)
 
 def fixture_text(relative: str) -> str:
     return (FIXTURES / relative).read_text()
+
+
+def recorded_events(name: str) -> list[EngineEvent]:
+    """fixtures/preview/<name>.jsonl parsed as the Automation API parses its event log."""
+    lines = fixture_text(f"preview/{name}.jsonl").splitlines()
+    return [EngineEvent.from_json(json.loads(line)) for line in lines if line.strip()]
+
+
+def recorded_preview(name: str) -> Preview:
+    """The preview as `AutomationStack.preview` returns it for the recorded events (the counts
+    are the summary event's, as `PreviewResult.change_summary` holds them)."""
+    events = recorded_events(name)
+    summaries = [event.summary_event for event in events if event.summary_event]
+    return preview_from_events(events, summaries[0].resource_changes)
 
 
 class FakeClock:
@@ -53,14 +70,26 @@ class FakeClock:
 @dataclass
 class ScriptedStack:
     """A `DeployStack` whose `up` replays outcomes in order: a fixture name under
-    fixtures/up/ fails with that text, None succeeds, and an exception class is raised."""
+    fixtures/up/ fails with that text, None succeeds, and an exception class is raised. Every
+    `preview` replays the recorded events fixtures/preview/<preview>.jsonl."""
 
     outcomes: list[str | type[BaseException] | None]
     values: dict[str, str] = field(default_factory=dict)  # the stack's config
+    preview_name: str = "updates_only"
+    volume_domain: str | None = None  # the data volume's domain in the state
+    previews: int = 0
     # The availabilityDomain value each `up` ran with (None when unset).
     domains_tried: list[str | None] = field(default_factory=list)
     config_writes: list[tuple[str, str | None]] = field(default_factory=list)
     output_lines: list[str] = field(default_factory=list)
+
+    def preview(self, on_output: Callable[[str], None]) -> Preview:
+        self.previews += 1
+        on_output("Previewing update (oracle):")
+        return recorded_preview(self.preview_name)
+
+    def data_volume_domain(self) -> str | None:
+        return self.volume_domain
 
     def up(self, on_output: Callable[[str], None]) -> None:
         self.domains_tried.append(self.values.get("ai-swarm:availabilityDomain"))

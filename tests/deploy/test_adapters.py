@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -19,15 +20,19 @@ from deploy.adapters import (
     open_stack,
 )
 from deploy.ports import OperatorError, PulumiUpError
-from tests.deploy.fakes import fixture_text
+from tests.deploy.fakes import fixture_text, recorded_events
 
 
 class FakeAutoStack:
     """Stands in for `auto.Stack`: records calls, fails `up` like the CLI would."""
 
-    def __init__(self, up_error: auto.CommandError | None = None) -> None:
+    def __init__(
+        self, up_error: auto.CommandError | None = None, recorded: str = "updates_only"
+    ) -> None:
         self.up_error = up_error
         self.up_kwargs: dict[str, Any] = {}
+        self.preview_kwargs: dict[str, Any] = {}
+        self.recorded = recorded
         self.config: dict[str, auto.ConfigValue] = {
             "ai-swarm:availabilityDomain": auto.ConfigValue("2"),
             "ai-swarm:sshPrivateKey": auto.ConfigValue("-----BEGIN KEY", secret=True),
@@ -38,6 +43,17 @@ class FakeAutoStack:
         kwargs["on_output"]("Updating (oracle):")
         if self.up_error:
             raise self.up_error
+
+    def preview(self, **kwargs: Any) -> auto.PreviewResult:
+        """Feeds the recorded events to `on_event` as the SDK's log watcher does."""
+        self.preview_kwargs = kwargs
+        kwargs["on_output"]("Previewing update (oracle):")
+        summary: dict[Any, int] = {}
+        for event in recorded_events(self.recorded):
+            kwargs["on_event"](event)
+            if event.summary_event:
+                summary = dict(event.summary_event.resource_changes)
+        return auto.PreviewResult(stdout="", stderr="", change_summary=summary)
 
     def get_all_config(self) -> dict[str, auto.ConfigValue]:
         return self.config
@@ -82,6 +98,43 @@ def test_up_runs_the_policy_pack_and_passes_the_clis_output_on_failure() -> None
     assert fake.up_kwargs["policy_packs"] == [str(POLICY_PACK_DIR)]
     assert seen == ["Updating (oracle):"]
     assert "500-InternalError, Out of host capacity." in raised.value.output
+
+
+@pytest.mark.parametrize("recorded", ["replace_instance", "delete_attachment", "updates_only"])
+def test_preview_runs_the_policy_pack_and_returns_the_engines_steps(recorded: str) -> None:
+    fake = FakeAutoStack(recorded=recorded)
+    seen: list[str] = []
+    preview = wrap(fake).preview(seen.append)
+    assert fake.preview_kwargs["policy_packs"] == [str(POLICY_PACK_DIR)]
+    assert seen == ["Previewing update (oracle):"]
+    # One step per resourcePreEvent, in the engine's order, with its op and URN as written.
+    lines = fixture_text(f"preview/{recorded}.jsonl").splitlines()
+    pre = [json.loads(line)["resourcePreEvent"] for line in lines if "resourcePreEvent" in line]
+    assert [(s.op, s.urn, s.type) for s in preview.steps] == [
+        (e["metadata"]["op"], e["metadata"]["urn"], e["metadata"]["type"]) for e in pre
+    ]
+    summary = next(json.loads(line)["summaryEvent"] for line in lines if "summaryEvent" in line)
+    assert preview.counts == summary["resourceChanges"]
+
+
+def test_a_failed_preview_passes_the_clis_output_on() -> None:
+    class FailingPreview(FakeAutoStack):
+        def preview(self, **kwargs: Any) -> auto.PreviewResult:
+            raise command_error(fixture_text("up/policy.txt"))
+
+    with pytest.raises(PulumiUpError) as raised:
+        wrap(FailingPreview()).preview(lambda _line: None)
+    assert "[mandatory]" in raised.value.output
+
+
+def test_the_data_volumes_domain_comes_from_the_exported_state() -> None:
+    class Exported(FakeAutoStack):
+        def export_stack(self) -> auto.Deployment:
+            state = json.loads(fixture_text("state/export.json"))
+            return auto.Deployment(version=state["version"], deployment=state["deployment"])
+
+    assert wrap(Exported()).data_volume_domain() == "Uocm:EU-FRANKFURT-1-AD-2"
+    assert wrap(FakeAutoStack()).data_volume_domain() is None  # its state holds no volume
 
 
 def test_config_reads_and_writes_plain_values() -> None:

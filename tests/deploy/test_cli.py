@@ -4,9 +4,13 @@ CLI's message, and `up` wired to the retry loop."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +19,8 @@ from rich.console import Console
 from deploy import cli
 from deploy.adapters import POLICY_PACK_DIR, PROJECT_DIR, PULUMI_INSTALL_URL
 from deploy.ports import OperatorError
-from deploy.retry import AVAILABILITY_DOMAIN_KEY, EXIT_DEADLINE, EXIT_DEPLOYED
-from tests.deploy.fakes import FakeClock, FakeCloud, ScriptedStack
+from deploy.retry import AVAILABILITY_DOMAIN_KEY
+from tests.deploy.fakes import FIXTURES, FakeClock, FakeCloud, ScriptedStack, fixture_text
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +44,23 @@ def test_help_needs_no_pulumi_cli(command: list[str], tmp_path: Path) -> None:
     done = run_module(*command, "--help", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "--stack" in done.stdout or "COMMAND" in done.stdout
+
+
+def test_up_help_shows_allow_replace(tmp_path: Path) -> None:
+    done = run_module("up", "--help", tmp_path=tmp_path)
+    assert done.returncode == 0
+    assert "--allow-replace" in done.stdout
+
+
+def test_the_readmes_up_usage_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["up", "--help"])
+    # The options list: each flag starts its own line of the help.
+    shown = set(re.findall(r"^ {2}(--[a-z-]+)", capsys.readouterr().out, re.MULTILINE))
+    shown -= {"--help"}
+    readme = (PROJECT / "README.md").read_text()
+    usage = readme.partition("```sh\npython -m deploy up ")[2].partition("```")[0]
+    assert {word.strip("[]") for word in usage.split() if word.startswith("[--")} == shown
 
 
 def test_a_missing_pulumi_cli_names_the_install_page(tmp_path: Path) -> None:
@@ -120,7 +141,7 @@ def test_up_asks_oci_for_the_domains_unless_given(wired: dict[str, object]) -> N
     stack = ScriptedStack(["capacity", "capacity", None])
     wired["stack"] = stack
     code, printed = run_cli(["up", "--stack", "oracle"])
-    assert code == EXIT_DEPLOYED
+    assert code == 0
     assert wired["opened"] == ("oracle", True)
     assert wired.get("connected") is True
     assert "3 availability domain(s)" in printed  # FakeCloud lists three
@@ -131,7 +152,7 @@ def test_up_with_domains_skips_the_lookup(wired: dict[str, object]) -> None:
     stack = ScriptedStack(["capacity"], values={AVAILABILITY_DOMAIN_KEY: "1"})
     wired["stack"] = stack
     code, _printed = run_cli(["up", "--domains", "2", "--deadline", "0s"])
-    assert code == EXIT_DEADLINE
+    assert code == 2
     assert "connected" not in wired
     assert stack.values[AVAILABILITY_DOMAIN_KEY] == "1"
 
@@ -150,3 +171,168 @@ def test_the_project_is_found_from_the_package_location() -> None:
     assert (PROJECT_DIR / "Pulumi.yaml").is_file()
     assert (POLICY_PACK_DIR / "PulumiPolicy.yaml").is_file()
     assert os.path.isabs(PROJECT_DIR)
+
+
+def test_allow_replace_reaches_the_retry_loop(wired: dict[str, object]) -> None:
+    refused = ScriptedStack([None], preview_name="replace_instance")
+    wired["stack"] = refused
+    code, printed = run_cli(["up", "--domains", "3"])
+    assert code == 1
+    assert refused.domains_tried == []
+    allowed = ScriptedStack([None], preview_name="replace_instance")
+    wired["stack"] = allowed
+    code, printed = run_cli(["up", "--domains", "3", "--allow-replace"])
+    assert code == 0
+    assert allowed.domains_tried == [None]
+    assert "(allowed by --allow-replace)" in printed
+
+
+# ---------------------------------------------------------------------------------------------
+# `python -m deploy up` as a shell runs it: the real Automation API against a stand-in CLI
+
+
+class FakePulumi:
+    """A directory with a `pulumi` on PATH that runs tests/deploy/fake_pulumi.py."""
+
+    def __init__(
+        self, tmp_path: Path, *, volume: bool, preview: str, ups: tuple[str, ...] = ("capacity",)
+    ) -> None:
+        self.home = tmp_path / "pulumi-home"
+        self.bin = tmp_path / "bin"
+        self.home.mkdir()
+        self.bin.mkdir()
+        script = Path(__file__).with_name("fake_pulumi.py")
+        wrapper = self.bin / "pulumi"
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+        wrapper.chmod(0o755)
+        self.write_config({AVAILABILITY_DOMAIN_KEY: "1"})
+        state = json.loads(fixture_text("state/export.json"))
+        if not volume:
+            deployment = state["deployment"]
+            deployment["resources"] = [
+                r for r in deployment["resources"] if r["type"] != "oci:Core/volume:Volume"
+            ]
+        (self.home / "state.json").write_text(json.dumps(state))
+        (self.home / "preview.jsonl").write_text(fixture_text(f"preview/{preview}.jsonl"))
+        # Each `up` fails with the recorded capacity error, or hangs until Ctrl-C.
+        modes = ["hang" if u == "hang" else "fail" for u in ups]
+        (self.home / "up_modes").write_text("\n".join(modes))
+        recorded = (FIXTURES / "up" / "capacity.txt").read_text()
+        stdout = recorded.partition(" stdout: ")[2].partition("\n stderr: ")[0]
+        (self.home / "up.txt").write_text(stdout)
+
+    def write_config(self, config: dict[str, str]) -> None:
+        (self.home / "config.json").write_text(json.dumps(config))
+
+    def config(self) -> dict[str, str]:
+        config: dict[str, str] = json.loads((self.home / "config.json").read_text())
+        return config
+
+    def calls(self) -> list[list[str]]:
+        path = self.home / "calls.jsonl"
+        if not path.exists():
+            return []
+        return [
+            [arg for arg in json.loads(line) if arg != "--non-interactive"]
+            for line in path.read_text().splitlines()
+        ]
+
+    def commands(self) -> list[str]:
+        """The subcommands run: `up`, `preview`, `config set`, `stack export`, ..."""
+        return [
+            " ".join(call[:2]) if call[0] in ("config", "stack") else call[0]
+            for call in self.calls()
+        ]
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        env = {
+            "PATH": str(self.bin),
+            "HOME": str(self.home),
+            "COLUMNS": "200",
+            "FAKE_PULUMI_DIR": str(self.home),
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "deploy", "up", *args],
+            cwd=PROJECT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a shell's foreground job
+        )
+
+
+def test_a_zero_deadline_after_a_capacity_failure_exits_2(tmp_path: Path) -> None:
+    cli_ = FakePulumi(tmp_path, volume=False, preview="updates_only")
+    done = cli_.start("--domains", "3", "--deadline", "0s")
+    stdout, stderr = done.communicate(timeout=120)
+    assert done.returncode == 2, stderr
+    assert "attempt 1 · domain 1/3 · out of host capacity · deadline reached" in stdout
+    assert cli_.commands().count("up") == 1
+    assert cli_.commands().index("preview") < cli_.commands().index("up")
+    assert cli_.config() == {AVAILABILITY_DOMAIN_KEY: "1"}
+
+
+def test_ctrl_c_during_up_exits_1_and_puts_the_domain_back(tmp_path: Path) -> None:
+    # Domain 3 has no capacity; Ctrl-C while the rotation tries domain 1.
+    cli_ = FakePulumi(tmp_path, volume=False, preview="updates_only", ups=("capacity", "hang"))
+    cli_.write_config({AVAILABILITY_DOMAIN_KEY: "3"})
+    process = cli_.start("--domains", "3")
+    deadline = time.monotonic() + 90
+    while cli_.commands().count("up") < 2:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "pulumi up never started"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    assert "interrupted: no further attempt" in stdout
+    assert "ai-swarm:availabilityDomain restored to 3" in stdout
+    assert "Traceback" not in stderr
+    assert [call[2:] for call in cli_.calls() if call[:2] == ["config", "set"]] == [
+        ["ai-swarm:availabilityDomain", "--plaintext", "--stack", "oracle", "--", "1"],
+        ["ai-swarm:availabilityDomain", "--plaintext", "--stack", "oracle", "--", "3"],
+    ]
+    assert cli_.config() == {AVAILABILITY_DOMAIN_KEY: "3"}
+
+
+def test_a_refused_plan_exits_1_and_never_runs_up(tmp_path: Path) -> None:
+    cli_ = FakePulumi(tmp_path, volume=True, preview="replace_instance")
+    cli_.write_config({AVAILABILITY_DOMAIN_KEY: "2"})  # the recorded volume's domain
+    done = cli_.start("--domains", "3")
+    stdout, stderr = done.communicate(timeout=120)
+    assert done.returncode == 1, stderr
+    assert "up" not in cli_.commands()
+    assert "  replace the instance host-instance (because of metadata)" in stdout.splitlines()
+
+
+def test_a_stack_with_its_data_volume_never_rotates_the_domain(tmp_path: Path) -> None:
+    cli_ = FakePulumi(tmp_path, volume=True, preview="updates_only")
+    cli_.write_config({AVAILABILITY_DOMAIN_KEY: "2"})
+    done = cli_.start("--domains", "3", "--deadline", "0s")
+    stdout, stderr = done.communicate(timeout=120)
+    assert done.returncode == 2, stderr
+    assert stdout.splitlines()[1] == (
+        "the data volume lives in Uocm:EU-FRANKFURT-1-AD-2 (domain 2/3): A1 capacity is "
+        "retried in that domain only; ai-swarm:availabilityDomain is not rotated"
+    )
+    assert not any(call[:2] == ["config", "set"] for call in cli_.calls())
+
+
+def test_a_config_away_from_the_data_volume_stops_before_any_preview(
+    wired: dict[str, object],
+) -> None:
+    stack = ScriptedStack(
+        [None], values={AVAILABILITY_DOMAIN_KEY: "1"}, volume_domain="Uocm:EU-FRANKFURT-1-AD-3"
+    )
+    wired["stack"] = stack
+    code, printed = run_cli(["up", "--domains", "3"])
+    assert code == 1
+    assert printed.strip() == (
+        "error: ai-swarm:availabilityDomain is 1, but the data volume lives in "
+        "Uocm:EU-FRANKFURT-1-AD-3 (domain 3) and cannot move: set ai-swarm:availabilityDomain "
+        "to 3 (or Uocm:EU-FRANKFURT-1-AD-3)"
+    )
+    assert stack.previews == 0
+    assert stack.domains_tried == []

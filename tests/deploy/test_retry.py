@@ -11,12 +11,9 @@ import pytest
 from rich.console import Console
 
 from deploy.failures import FailureKind, classify
-from deploy.ports import OperatorError
+from deploy.ports import OperatorError, Preview, PulumiUpError
 from deploy.retry import (
     AVAILABILITY_DOMAIN_KEY,
-    EXIT_DEADLINE,
-    EXIT_DEPLOYED,
-    EXIT_STOPPED,
     CapacityRetry,
     DomainPlan,
     RetrySettings,
@@ -37,10 +34,13 @@ def run(
     clock: FakeClock | None = None,
     seed: int = 7,
     names: list[str] | None = None,
+    allow_replace: bool = False,
 ) -> tuple[int, FakeClock, str]:
     clock = clock or FakeClock()
     out = io.StringIO()
-    plan = plan_domains(stack.values.get(AVAILABILITY_DOMAIN_KEY), names, count)
+    plan = plan_domains(
+        stack.values.get(AVAILABILITY_DOMAIN_KEY), names, count, stack.data_volume_domain()
+    )
     code = CapacityRetry(
         stack,
         plan,
@@ -48,6 +48,7 @@ def run(
         clock=clock,
         jitter=random.Random(seed),
         console=Console(file=out, width=300, color_system=None),
+        allow_replace=allow_replace,
     ).run()
     return code, clock, out.getvalue()
 
@@ -63,7 +64,7 @@ def attempt_lines(printed: str) -> list[str]:
 def test_capacity_tries_every_domain_in_turn_then_waits_and_starts_over() -> None:
     stack = ScriptedStack(["capacity", "capacity", "capacity", None])
     code, clock, printed = run(stack, count=3)
-    assert code == EXIT_DEPLOYED
+    assert code == 0
     # Unset means domain 1; the rotation writes 2 and 3, the next round starts at 1 again.
     assert stack.domains_tried == [None, "2", "3", "1"]
     assert len(clock.sleeps) == 1  # only the full round of failures waited
@@ -82,7 +83,7 @@ def test_a_pinned_domain_is_rotated_from_where_it_points_announced_and_kept_on_s
         values={AVAILABILITY_DOMAIN_KEY: "2"},
     )
     code, clock, printed = run(stack, count=3)
-    assert code == EXIT_DEPLOYED
+    assert code == 0
     assert stack.domains_tried == ["2", "3", "1", "2", "3"]
     assert len(clock.sleeps) == 1
     assert "is set to 2: it is rotated (2, 3, 1)" in printed
@@ -91,18 +92,32 @@ def test_a_pinned_domain_is_rotated_from_where_it_points_announced_and_kept_on_s
     assert f"{AVAILABILITY_DOMAIN_KEY} stays 3" in printed
 
 
-def test_a_domain_given_by_name_starts_the_rotation_at_that_name() -> None:
+def test_a_domain_given_by_name_starts_the_rotation_at_that_name_and_is_kept_a_name() -> None:
     names = ["AD-1", "AD-2", "AD-3"]
     stack = ScriptedStack(["capacity", None], values={AVAILABILITY_DOMAIN_KEY: "AD-3"})
+    code, _clock, printed = run(stack, count=3, names=names)
+    assert code == 0
+    # The user named their domain: the rotation writes names too, and the name stays.
+    assert stack.domains_tried == ["AD-3", "AD-1"]
+    assert stack.values[AVAILABILITY_DOMAIN_KEY] == "AD-1"
+    assert f"{AVAILABILITY_DOMAIN_KEY} stays AD-1: the host now lives there" in printed
+
+
+def test_a_named_domain_is_restored_in_the_users_spelling_after_a_full_round() -> None:
+    names = ["Uocm:EU-FRANKFURT-1-AD-1", "Uocm:EU-FRANKFURT-1-AD-2", "Uocm:EU-FRANKFURT-1-AD-3"]
+    stack = ScriptedStack(
+        ["capacity", "capacity", "capacity", None], values={AVAILABILITY_DOMAIN_KEY: names[2]}
+    )
     code, _clock, _printed = run(stack, count=3, names=names)
-    assert code == EXIT_DEPLOYED
-    assert stack.domains_tried == ["AD-3", "1"]
+    assert code == 0
+    assert stack.domains_tried == [names[2], names[0], names[1], names[2]]
+    assert stack.values[AVAILABILITY_DOMAIN_KEY] == "Uocm:EU-FRANKFURT-1-AD-3"
 
 
 def test_throttling_waits_and_retries_the_same_domain() -> None:
     stack = ScriptedStack(["throttled", "throttled", None], values={AVAILABILITY_DOMAIN_KEY: "2"})
     code, clock, _printed = run(stack, count=3)
-    assert code == EXIT_DEPLOYED
+    assert code == 0
     assert stack.domains_tried == ["2", "2", "2"]
     assert len(clock.sleeps) == 2
     assert stack.config_writes == []
@@ -111,7 +126,7 @@ def test_throttling_waits_and_retries_the_same_domain() -> None:
 def test_throttling_inside_a_round_keeps_the_rest_of_the_round() -> None:
     stack = ScriptedStack(["capacity", "throttled", "capacity", "capacity", None])
     code, clock, _printed = run(stack, count=3)
-    assert code == EXIT_DEPLOYED
+    assert code == 0
     assert stack.domains_tried == [None, "2", "2", "3", "1"]
     assert len(clock.sleeps) == 2  # one for the 429, one after the round
 
@@ -119,7 +134,7 @@ def test_throttling_inside_a_round_keeps_the_rest_of_the_round() -> None:
 def test_a_single_domain_region_waits_after_every_capacity_failure() -> None:
     stack = ScriptedStack(["capacity", "capacity", None])
     code, clock, _printed = run(stack, count=1)
-    assert code == EXIT_DEPLOYED
+    assert code == 0
     assert stack.domains_tried == [None, None, None]
     assert len(clock.sleeps) == 2
 
@@ -133,7 +148,7 @@ def test_any_order_of_the_three_errors_follows_the_rules(script: tuple[str, ...]
     stack = ScriptedStack(list(script), values={AVAILABILITY_DOMAIN_KEY: "1"})
     code, clock, printed = run(stack, count=3)
     stop_at = script.index("limit")
-    assert code == EXIT_STOPPED
+    assert code == 1
     assert len(stack.domains_tried) == stop_at + 1  # nothing after the limit error
     order = ["1", "2", "3"]
     for kind, before, after in zip(
@@ -151,6 +166,182 @@ def test_any_order_of_the_three_errors_follows_the_rules(script: tuple[str, ...]
 
 
 # ---------------------------------------------------------------------------------------------
+# The data volume pins the domain
+
+FRANKFURT = ["Uocm:EU-FRANKFURT-1-AD-1", "Uocm:EU-FRANKFURT-1-AD-2", "Uocm:EU-FRANKFURT-1-AD-3"]
+
+
+def test_with_a_data_volume_capacity_is_retried_in_its_domain_only() -> None:
+    stack = ScriptedStack(
+        ["capacity", "capacity", "capacity", None],
+        values={AVAILABILITY_DOMAIN_KEY: "2"},
+        volume_domain=FRANKFURT[1],
+    )
+    code, clock, printed = run(stack, count=3, names=FRANKFURT)
+    assert code == 0
+    assert stack.domains_tried == ["2", "2", "2", "2"]
+    assert stack.config_writes == []
+    assert len(clock.sleeps) == 3  # every capacity failure waits: there is no other domain
+    assert printed.splitlines()[0] == (
+        "the data volume lives in Uocm:EU-FRANKFURT-1-AD-2 (domain 2/3): A1 capacity is "
+        "retried in that domain only; ai-swarm:availabilityDomain is not rotated"
+    )
+    lines = attempt_lines(printed)
+    assert lines[0].startswith("attempt 1 · domain 2/3 · out of host capacity · next: domain 2 in")
+
+
+def test_a_pinned_domain_in_the_users_spelling_stays_as_written() -> None:
+    stack = ScriptedStack(
+        ["capacity", None],
+        values={AVAILABILITY_DOMAIN_KEY: "AD-3"},
+        volume_domain="AD-3",
+    )
+    code, _clock, _printed = run(stack, count=3, names=["AD-1", "AD-2", "AD-3"])
+    assert code == 0
+    assert stack.domains_tried == ["AD-3", "AD-3"]
+    assert stack.values[AVAILABILITY_DOMAIN_KEY] == "AD-3"
+    assert stack.config_writes == []
+
+
+def test_a_zero_deadline_with_a_data_volume_is_one_attempt_and_exit_2() -> None:
+    settings = RetrySettings(deadline=0, min_delay=0, max_delay=0)
+    stack = ScriptedStack(["capacity"] * 3, volume_domain=FRANKFURT[0])
+    code, _clock, printed = run(stack, count=3, settings=settings, names=FRANKFURT)
+    assert code == 2
+    assert stack.domains_tried == [None]
+    assert attempt_lines(printed)[-1].endswith("deadline reached: no further attempt")
+
+
+def test_without_the_region_list_the_volumes_domain_is_read_from_its_name() -> None:
+    stack = ScriptedStack(["capacity", None], volume_domain=FRANKFURT[0])
+    code, _clock, _printed = run(stack, count=3)  # `--domains 3`: no names from OCI
+    assert code == 0
+    assert stack.domains_tried == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("configured", "message"),
+    [
+        (
+            "1",
+            "ai-swarm:availabilityDomain is 1, but the data volume lives in "
+            "Uocm:EU-FRANKFURT-1-AD-2 (domain 2) and cannot move: set "
+            "ai-swarm:availabilityDomain to 2 (or Uocm:EU-FRANKFURT-1-AD-2)",
+        ),
+        (
+            None,
+            "ai-swarm:availabilityDomain is not set (domain 1), but the data volume lives in "
+            "Uocm:EU-FRANKFURT-1-AD-2 (domain 2) and cannot move: set "
+            "ai-swarm:availabilityDomain to 2 (or Uocm:EU-FRANKFURT-1-AD-2)",
+        ),
+    ],
+)
+def test_a_config_pointing_away_from_the_volume_is_refused_before_any_attempt(
+    configured: str | None, message: str
+) -> None:
+    with pytest.raises(OperatorError) as raised:
+        plan_domains(configured, FRANKFURT, 3, FRANKFURT[1])
+    assert str(raised.value) == message
+
+
+def test_a_volume_in_a_domain_the_region_does_not_list_is_refused() -> None:
+    with pytest.raises(OperatorError, match="not one of the region's availability domains"):
+        plan_domains("1", FRANKFURT, 3, "Uocm:US-ASHBURN-AD-1")
+
+
+# ---------------------------------------------------------------------------------------------
+# The preview guards the host and its data
+
+
+@pytest.mark.parametrize(
+    ("recorded", "expected"),
+    [
+        (
+            "replace_instance",
+            [
+                "  replace the instance host-instance (because of metadata)",
+                "  replace the data volume's attachment host-data-attachment "
+                "(because of instanceId)",
+            ],
+        ),
+        (
+            "delete_attachment",
+            ["  delete the data volume's attachment host-data-attachment"],
+        ),
+    ],
+)
+def test_a_plan_that_replaces_or_deletes_the_host_or_its_data_is_refused(
+    recorded: str, expected: list[str]
+) -> None:
+    stack = ScriptedStack([None], preview_name=recorded)
+    code, clock, printed = run(stack, count=3)
+    assert code == 1
+    assert stack.domains_tried == []  # `up` never ran
+    assert clock.sleeps == []
+    lines = printed.splitlines()
+    start = lines.index("preview: the plan replaces or deletes:")
+    assert lines[start + 1 : start + 1 + len(expected)] == expected
+    assert "attempt 1 · domain 1/3 · plan refused · stopped: nothing was changed" in lines
+    assert any(line.startswith("hint:") and "--allow-replace" in line for line in lines)
+
+
+def test_allow_replace_goes_ahead_and_still_lists_what_is_replaced() -> None:
+    stack = ScriptedStack([None], preview_name="replace_instance")
+    code, _clock, printed = run(stack, count=3, allow_replace=True)
+    assert code == 0
+    assert stack.domains_tried == [None]
+    assert "preview: the plan replaces or deletes (allowed by --allow-replace):" in printed
+    assert "the instance host-instance (because of metadata)" in printed
+
+
+def test_updates_and_sames_go_ahead_silently() -> None:
+    stack = ScriptedStack([None], preview_name="updates_only")
+    code, _clock, printed = run(stack, count=3)
+    assert code == 0
+    assert stack.domains_tried == [None]
+    assert "preview:" not in printed
+
+
+def test_every_attempt_previews_first() -> None:
+    stack = ScriptedStack(["capacity", "throttled", None])
+    code, _clock, _printed = run(stack, count=3)
+    assert code == 0
+    assert stack.previews == 3
+
+
+def test_a_plan_that_turns_destructive_mid_run_stops_the_rotation() -> None:
+    # The first attempt's plan is safe; by the second (another domain) it replaces the instance.
+    stack = ScriptedStack(["capacity", None])
+    original_preview = stack.preview
+
+    def preview(on_output: Callable[[str], None]) -> Preview:
+        if stack.previews == 1:
+            stack.preview_name = "replace_instance"
+        return original_preview(on_output)
+
+    stack.preview = preview  # type: ignore[method-assign]
+    code, _clock, printed = run(stack, count=3, names=None)
+    assert code == 1
+    assert stack.domains_tried == [None]
+    # Abandoned: the rotation's write is taken back.
+    assert stack.config_writes == [(AVAILABILITY_DOMAIN_KEY, "2"), (AVAILABILITY_DOMAIN_KEY, None)]
+    assert "plan refused" in attempt_lines(printed)[1]
+
+
+def test_a_failed_preview_is_classified_like_a_failed_up() -> None:
+    stack = ScriptedStack([None])
+
+    def failing(on_output: Callable[[str], None]) -> Preview:
+        raise PulumiUpError(fixture_text("up/policy.txt"))
+
+    stack.preview = failing  # type: ignore[method-assign]
+    code, _clock, printed = run(stack, count=3)
+    assert code == 1
+    assert stack.domains_tried == []
+    assert "mandatory policy violated · stopped" in attempt_lines(printed)[0]
+
+
+# ---------------------------------------------------------------------------------------------
 # Stop errors
 
 
@@ -160,7 +351,7 @@ def test_any_order_of_the_three_errors_follows_the_rules(script: tuple[str, ...]
 def test_a_stop_error_never_retries(fixture: str) -> None:
     stack = ScriptedStack([fixture, None, None])
     code, clock, printed = run(stack, count=3)
-    assert code == EXIT_STOPPED
+    assert code == 1
     assert len(stack.domains_tried) == 1
     assert clock.sleeps == []
     assert "stopped" in attempt_lines(printed)[0]
@@ -169,7 +360,7 @@ def test_a_stop_error_never_retries(fixture: str) -> None:
 def test_a_stop_after_rotating_restores_the_users_domain() -> None:
     stack = ScriptedStack(["capacity", "limit"], values={AVAILABILITY_DOMAIN_KEY: "1"})
     code, _clock, printed = run(stack, count=3)
-    assert code == EXIT_STOPPED
+    assert code == 1
     assert stack.config_writes == [(AVAILABILITY_DOMAIN_KEY, "2"), (AVAILABILITY_DOMAIN_KEY, "1")]
     assert f"{AVAILABILITY_DOMAIN_KEY} restored to 1" in printed
 
@@ -177,7 +368,7 @@ def test_a_stop_after_rotating_restores_the_users_domain() -> None:
 def test_a_stop_after_rotating_an_unset_domain_removes_the_key_again() -> None:
     stack = ScriptedStack(["capacity", "policy"])
     code, _clock, _printed = run(stack, count=2)
-    assert code == EXIT_STOPPED
+    assert code == 1
     assert stack.config_writes == [(AVAILABILITY_DOMAIN_KEY, "2"), (AVAILABILITY_DOMAIN_KEY, None)]
     assert AVAILABILITY_DOMAIN_KEY not in stack.values
 
@@ -195,7 +386,7 @@ def test_the_deadline_stops_before_a_wait_that_would_reach_it() -> None:
     settings = RetrySettings(deadline=10 * MINUTE, min_delay=4 * MINUTE, max_delay=4 * MINUTE)
     stack = ScriptedStack(["capacity"] * 5, values={AVAILABILITY_DOMAIN_KEY: "1"})
     code, clock, printed = run(stack, count=1, settings=settings)
-    assert code == EXIT_DEADLINE
+    assert code == 2
     # Waits of exactly 4 minutes: attempts at 0, 4 and 8 minutes; a fourth would be at 12.
     assert len(stack.domains_tried) == 3
     assert clock.sleeps == [4 * MINUTE, 4 * MINUTE]
@@ -206,7 +397,7 @@ def test_a_wait_ending_exactly_at_the_deadline_is_not_taken() -> None:
     settings = RetrySettings(deadline=10 * MINUTE, min_delay=5 * MINUTE, max_delay=5 * MINUTE)
     stack = ScriptedStack(["capacity"] * 5)
     code, clock, _printed = run(stack, count=1, settings=settings)
-    assert code == EXIT_DEADLINE
+    assert code == 2
     assert clock.sleeps == [5 * MINUTE]
 
 
@@ -214,7 +405,7 @@ def test_a_zero_deadline_is_exactly_one_attempt() -> None:
     settings = RetrySettings(deadline=0, min_delay=0, max_delay=0)
     stack = ScriptedStack(["capacity"] * 3, values={AVAILABILITY_DOMAIN_KEY: "3"})
     code, clock, printed = run(stack, count=3, settings=settings)
-    assert code == EXIT_DEADLINE
+    assert code == 2
     assert stack.domains_tried == ["3"]
     assert clock.sleeps == []
     assert stack.config_writes == []
@@ -234,7 +425,7 @@ def test_the_deadline_ends_a_round_early() -> None:
 
     stack.up = slow_up  # type: ignore[method-assign]
     code, _clock, _printed = run(stack, count=3, settings=settings, clock=clock)
-    assert code == EXIT_DEADLINE
+    assert code == 2
     assert stack.domains_tried == ["1", "2"]
     assert stack.values[AVAILABILITY_DOMAIN_KEY] == "1"
 
@@ -242,7 +433,7 @@ def test_the_deadline_ends_a_round_early() -> None:
 def test_the_deadline_also_bounds_throttling() -> None:
     settings = RetrySettings(deadline=90, min_delay=60, max_delay=60)
     code, clock, _printed = run(ScriptedStack(["throttled"] * 3), count=3, settings=settings)
-    assert code == EXIT_DEADLINE
+    assert code == 2
     assert clock.sleeps == [60]
 
 
@@ -264,7 +455,7 @@ def test_ctrl_c_stops_cleanly_and_restores_the_domain(
 
         monkeypatch.setattr(clock, "sleep", interrupted)
     code, _clock, printed = run(stack, count=2, clock=clock)
-    assert code == EXIT_STOPPED
+    assert code == 1
     assert len(stack.domains_tried) == 2
     assert stack.values[AVAILABILITY_DOMAIN_KEY] == "1"
     assert "interrupted" in printed
