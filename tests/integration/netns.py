@@ -290,13 +290,14 @@ def serving_dns(namespace: str, address: str, ports: Sequence[int]) -> Iterator[
 
 _DNS_QUERY = """
 import random, socket, sys
-server, port, transport = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+server, port, transport, source_port = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 ident = random.randbytes(2)
 header = ident + b"\\x01\\0\\0\\x01\\0\\0\\0\\0\\0\\0"
 query = header + b"\\x07example\\x03com\\0" + b"\\0\\x01\\0\\x01"
 try:
     if transport == "udp":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("", source_port))
         sock.settimeout(2)
         sock.sendto(query, (server, port))
         reply = sock.recv(512)
@@ -312,12 +313,15 @@ print(socket.inet_ntoa(reply[-4:]))
 """
 
 
-def resolves_from(namespace: str, server: str, port: int, transport: str) -> str | None:
+def resolves_from(
+    namespace: str, server: str, port: int, transport: str, udp_source_port: int = 0
+) -> str | None:
     """The address a DNS query for example.com over `transport` (udp or tcp) from `namespace`
-    to `server:port` gets back, or None when no answer comes."""
+    to `server:port` gets back, or None when no answer comes. A UDP query is sent from
+    `udp_source_port` (0: any)."""
     result = subprocess.run(
         [*AS_ROOT, "ip", "netns", "exec", namespace, "python3", "-c", _DNS_QUERY, server,
-         str(port), transport],
+         str(port), transport, str(udp_source_port)],
         capture_output=True,
         text=True,
         timeout=10,

@@ -101,6 +101,8 @@ PUBLISHED_PORT = 4000
 METADATA_PORT = 80
 DNS_PORT = 53
 OTHER_UDP_PORT = 5353  # the DNS stub answers here too: only port 53 may pass
+# The image admits UDP from port 123 (NTP's replies) from anywhere, to any port.
+NTP_PORT = 123
 # What dockerd does to the filter table when it starts, for one network (its bridge) with a
 # container whose port 4000 is published. The user chain as moby's libnetwork does it before
 # Docker 28 (firewall_linux.go, arrangeUserFilterRule): a DOCKER-USER chain it finds is kept,
@@ -407,6 +409,7 @@ def docker_host(oci_host: FirewallHost) -> Iterator[tuple[FirewallHost, str]]:
             listening_in(hosts.client, OUTSIDER_ADDRESS, [METADATA_PORT]),
             listening_in(hosts.server, CONTAINER_GATEWAY, [SSH_PORT, *UI_PORTS]),
             serving_dns(hosts.client, METADATA_ADDRESS, [DNS_PORT, OTHER_UDP_PORT]),
+            serving_dns(hosts.server, CONTAINER_GATEWAY, [OTHER_UDP_PORT]),
         ):
             stack.enter_context(serving)
         yield oci_host, container_ns
@@ -420,6 +423,13 @@ def _container_reaches(container_ns: str, destination: str, port: int = METADATA
     return connects_from(container_ns, CONTAINER_ADDRESS, destination, port)
 
 
+def _udp_to_the_host_answered(container_ns: str) -> bool:
+    """Whether a UDP query from the container, sent from port 123, gets an answer from a
+    server on the host's bridge address (the image's INPUT admits it)."""
+    answer = resolves_from(container_ns, CONTAINER_GATEWAY, OTHER_UDP_PORT, "udp", NTP_PORT)
+    return answer == DNS_ANSWER
+
+
 def test_without_our_rules_docker_lets_anyone_in_and_containers_reach_the_host(
     docker_host: tuple[FirewallHost, str],
 ) -> None:
@@ -430,6 +440,7 @@ def test_without_our_rules_docker_lets_anyone_in_and_containers_reach_the_host(
     assert _container_reaches(container_ns, METADATA_ADDRESS)
     assert resolves_from(container_ns, METADATA_ADDRESS, OTHER_UDP_PORT, "udp") == DNS_ANSWER
     assert _container_reaches(container_ns, CONTAINER_GATEWAY, SSH_PORT)
+    assert _udp_to_the_host_answered(container_ns)
     assert connects_from(host.hosts.server, None, METADATA_ADDRESS, METADATA_PORT, uid=65534)
 
 
@@ -481,6 +492,7 @@ def test_containers_open_no_connection_to_the_host(
     for address in (CONTAINER_GATEWAY, SERVER_ADDRESS):
         for port in (SSH_PORT, *UI_PORTS):
             assert not _container_reaches(container_ns, address, port), f"{address}:{port}"
+    assert not _udp_to_the_host_answered(container_ns)
     assert host.hosts.connects(ADMIN_ADDRESS, SSH_PORT)
 
 
