@@ -118,7 +118,6 @@ ipt -C DOCKER -d {CONTAINER_ADDRESS}/32 ! -i {CONTAINER_BRIDGE} -o {CONTAINER_BR
 for rule in "-i {CONTAINER_BRIDGE} ! -o {CONTAINER_BRIDGE} -j ACCEPT" \
   "-o {CONTAINER_BRIDGE} -j DOCKER" \
   "-o {CONTAINER_BRIDGE} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"; do
-  # shellcheck disable=SC2086
   ipt -C FORWARD $rule 2>/dev/null || ipt -I FORWARD $rule
 done
 ipt -n -L DOCKER-USER >/dev/null 2>&1 || ipt -N DOCKER-USER
@@ -127,7 +126,6 @@ ipt -D FORWARD -j DOCKER-USER 2>/dev/null || true
 ipt -I FORWARD -j DOCKER-USER
 dnat="-d {SERVER_ADDRESS} -p tcp --dport {PUBLISHED_PORT} -j DNAT \
 --to-destination {CONTAINER_ADDRESS}:{PUBLISHED_PORT}"
-# shellcheck disable=SC2086
 ipt -t nat -C PREROUTING $dnat 2>/dev/null || ipt -t nat -A PREROUTING $dnat
 """
 # Runs the command with the host's directories replaced by the test's, in its own mount
