@@ -6,14 +6,17 @@ that run again when their script changes or the instance is replaced. Each scrip
 idempotent: running it twice leaves the host as running it once.
 
 - The host firewall: OCI's Ubuntu images REJECT all but SSH in iptables, so an exposed UI
-  port must be opened on the host as well as in the security list. The rules live in a chain
-  of their own, flushed and refilled on every run and jumped to once from INPUT, so a changed
-  CIDR list replaces the old rules. A second chain, jumped to from Docker's DOCKER-USER, keeps
-  containers away from the instance metadata service and admits connections to published
-  ports from the admin CIDRs only (Docker's published ports bypass INPUT). A systemd unit
-  loads the same rules at boot from a file of our own: nothing is ever saved with
-  `netfilter-persistent save`, which would write Docker's chains into the image's rules file
-  (a later reload would then flush the services network's rules).
+  port must be opened on the host as well as in the security list. Our rules live in chains of
+  their own, flushed and refilled on every run and jumped to once from the top of INPUT, OUTPUT
+  and Docker's DOCKER-USER, so a changed CIDR list replaces the old rules. INPUT: containers
+  open no connection to the host, and SSH answers the admin CIDRs only (the image's own rule
+  admits port 22 from anywhere). DOCKER-USER (Docker's published ports bypass INPUT):
+  containers reach nothing link-local but the resolver's DNS, and published ports admit the
+  admin CIDRs only. OUTPUT: node-exporter's user (host network) reaches nothing link-local.
+  The rules are loaded at boot by a systemd unit ordered before Docker, and again by a
+  netfilter-persistent plugin after every restore of the image's rules file (a restore
+  flushes the whole filter table). Nothing is ever saved with `netfilter-persistent save`,
+  which would write Docker's chains into the image's rules file.
 - sshd's `MaxStartups`: pulumi-docker opens an SSH connection per Docker call, and some
   seventeen Docker resources start in parallel; sshd's default `10:30:100` drops unauthenticated
   connections beyond ten at random. Multiplexing on the client (`ControlMaster`) does not avoid
@@ -30,17 +33,32 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
+from components.config import SSH_PORT
+from components.services.privileges import privileges_of
+
 FIREWALL_CHAIN = "AI-SWARM-ADMIN"
 # Judges what Docker forwards to and from containers; jumped to from Docker's DOCKER-USER chain,
 # which Docker runs first in FORWARD and never changes.
 CONTAINER_CHAIN = "AI-SWARM-CONTAINERS"
+# Judges what processes of the host itself send (node-exporter shares the host's network).
+OUTPUT_CHAIN = "AI-SWARM-OUTPUT"
 DOCKER_USER_CHAIN = "DOCKER-USER"
 # The instance metadata service (169.254.169.254) hands out the instance principal's
-# credentials: no container may reach it, nor anything else link-local.
+# credentials: no container may reach it, nor anything else link-local...
 LINK_LOCAL = "169.254.0.0/16"
+# ...but OCI's resolver, on the same address, port 53: before Docker 28 the embedded DNS
+# forwards a container's lookups from the container's own namespace.
+OCI_RESOLVER = "169.254.169.254"
+# Docker's bridges: the default `docker0` and `br-<network id>` for every other network.
+DOCKER_BRIDGES = ("docker0", "br-+")
+# node-exporter's process, on the host's network: the uid its container runs as.
+NODE_EXPORTER_UID = privileges_of("node-exporter").runs_as.uid
 FIREWALL_SCRIPT = "/usr/local/sbin/ai-swarm-firewall"
 FIREWALL_UNIT = "ai-swarm-firewall.service"
 UNIT_DIR = "/etc/systemd/system"
+# netfilter-persistent runs every executable here, in name order, with `start` on a start,
+# restart or reload; 15-ip4tables (iptables-persistent) restores /etc/iptables/rules.v4 first.
+NETFILTER_PLUGIN = "/usr/share/netfilter-persistent/plugins.d/90-ai-swarm-firewall"
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/60-ai-swarm.conf"
 # Start dropping unauthenticated connections at 64 (30% of them), all of them at 128: room for
 # every Docker call of an `up` at once, and still a bound.
@@ -89,30 +107,56 @@ def _restore_input(chains: Sequence[tuple[str, Sequence[str]]]) -> str:
 
 
 def firewall_rules(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> list[str]:
-    """One ACCEPT rule per admin CIDR and port, in the admin chain. IPv4 only: the VCN has no
-    IPv6 addresses, and the config refuses IPv6 admin CIDRs."""
+    """The admin chain (INPUT): no new connection from a container to the host (no service
+    needs one: node-exporter is on the host's network, the rest talk over their own network),
+    one ACCEPT per admin CIDR and port, then SSH refused to everyone else but loopback. IPv4
+    only: the VCN has no IPv6 addresses, and the config refuses IPv6 admin CIDRs."""
     for cidr in cidrs:
         if cidr.version != 4:
             raise ValueError(f"{cidr}: the host firewall admits IPv4 networks only")
+    new = "-m conntrack --ctstate NEW"
     return [
-        f"-A {FIREWALL_CHAIN} -s {cidr} -p tcp -m conntrack --ctstate NEW --dport {port} -j ACCEPT"
-        for cidr in cidrs
-        for port in ports
+        *(
+            f"-A {FIREWALL_CHAIN} -i {bridge} {new} -j REJECT --reject-with icmp-admin-prohibited"
+            for bridge in DOCKER_BRIDGES
+        ),
+        *(
+            f"-A {FIREWALL_CHAIN} -s {cidr} -p tcp {new} --dport {port} -j ACCEPT"
+            for cidr in cidrs
+            for port in ports
+        ),
+        f"-A {FIREWALL_CHAIN} ! -i lo -p tcp {new} --dport {SSH_PORT} -j REJECT --reject-with "
+        "tcp-reset",
     ]
 
 
 def container_rules(cidrs: Sequence[IpNetwork]) -> list[str]:
-    """What Docker forwards: nothing from a container to a link-local address, and no new
-    connection to a published port (Docker's DNAT) from outside the admin CIDRs. Published
-    ports bypass INPUT, so without these the security list would be their only filter.
+    """What Docker forwards: nothing from a container to a link-local address but DNS to OCI's
+    resolver, and no new connection to a published port (Docker's DNAT) from outside the admin
+    CIDRs. Published ports bypass INPUT, so without these the security list would be their
+    only filter.
 
     `--ctdir ORIGINAL` judges the client's packets only, not the container's replies; traffic
     between containers is not DNAT'ed, so it passes."""
     published = "-m conntrack --ctstate DNAT --ctdir ORIGINAL"
     return [
+        *(
+            f"-A {CONTAINER_CHAIN} -d {OCI_RESOLVER}/32 -p {protocol} --dport 53 -j RETURN"
+            for protocol in ("udp", "tcp")
+        ),
         f"-A {CONTAINER_CHAIN} -d {LINK_LOCAL} -j REJECT --reject-with icmp-admin-prohibited",
         *(f"-A {CONTAINER_CHAIN} -s {cidr} {published} -j RETURN" for cidr in cidrs),
         f"-A {CONTAINER_CHAIN} {published} -j DROP",
+    ]
+
+
+def output_rules() -> list[str]:
+    """What the host sends: node-exporter's user reaches nothing link-local (it needs nothing
+    there). The image's own OUTPUT rules admit the metadata service to every user, and the
+    Oracle Cloud Agent needs it, so only this uid is refused."""
+    return [
+        f"-A {OUTPUT_CHAIN} -d {LINK_LOCAL} -m owner --uid-owner {NODE_EXPORTER_UID} "
+        "-j REJECT --reject-with icmp-admin-prohibited"
     ]
 
 
@@ -121,14 +165,16 @@ def _jump_once(chain: str, target: str) -> str:
 
 
 def firewall_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
-    """`/usr/local/sbin/ai-swarm-firewall`: load our two chains, then jump to them from the top
-    of INPUT and of DOCKER-USER unless a jump is there already. DOCKER-USER is made when Docker
-    has not made it yet (at boot this runs before Docker, which keeps the chain as it finds
-    it). `-w` waits for Docker's hold on the xtables lock."""
+    """`/usr/local/sbin/ai-swarm-firewall`: load our chains, then jump to them from the top of
+    INPUT, OUTPUT and DOCKER-USER unless a jump is there already. DOCKER-USER is made when
+    Docker has not made it yet: at boot this runs before Docker, which keeps the chain it finds
+    and puts its jump to it at the top of FORWARD. `-w` waits for Docker's hold on the xtables
+    lock."""
     rules = _restore_input(
         [
             (FIREWALL_CHAIN, firewall_rules(cidrs, ports)),
             (CONTAINER_CHAIN, container_rules(cidrs)),
+            (OUTPUT_CHAIN, output_rules()),
         ]
     )
     return (
@@ -137,19 +183,29 @@ def firewall_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
         "iptables-restore -w --noflush <<'EOF'\n"
         f"{rules}EOF\n"
         f"{_jump_once('INPUT', FIREWALL_CHAIN)}\n"
-        f"iptables -w -N {DOCKER_USER_CHAIN} 2>/dev/null || true\n"
+        f"{_jump_once('OUTPUT', OUTPUT_CHAIN)}\n"
+        f"iptables -w -n -L {DOCKER_USER_CHAIN} >/dev/null 2>&1 || "
+        f"iptables -w -N {DOCKER_USER_CHAIN}\n"
         f"{_jump_once(DOCKER_USER_CHAIN, CONTAINER_CHAIN)}\n"
     )
 
 
-# Ordered after the image's own rules are restored (a restore flushes INPUT and would drop the
-# jump), and restarted with them (`PartOf`), so a restart of netfilter-persistent keeps ours;
-# before Docker, so that no container runs before its rules are in place.
+# netfilter-persistent passes `start` for start, restart and reload; `save` and `flush` are
+# the operator's and load nothing.
+NETFILTER_PLUGIN_TEXT = f"""#!/bin/sh
+# ai-swarm: the restore before this plugin flushed the filter table: load our chains again.
+[ "$1" = start ] || exit 0
+exec {FIREWALL_SCRIPT}
+"""
+
+
+# Ordered after the image's own rules are restored at boot and before Docker, so that no
+# container runs before its rules are in place. A later restore of the image's rules (a restart
+# of netfilter-persistent) is followed by the plugin above.
 FIREWALL_UNIT_TEXT = f"""[Unit]
-Description=ai-swarm host firewall ({FIREWALL_CHAIN} from INPUT, {CONTAINER_CHAIN} from DOCKER-USER)
+Description=ai-swarm host firewall ({FIREWALL_CHAIN}, {OUTPUT_CHAIN}, {CONTAINER_CHAIN})
 After=netfilter-persistent.service
 Before=docker.service
-PartOf=netfilter-persistent.service
 
 [Service]
 Type=oneshot
@@ -168,6 +224,7 @@ def firewall_install_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) ->
         [
             HostFile(FIREWALL_SCRIPT, firewall_script(cidrs, ports), "0755"),
             HostFile(f"{UNIT_DIR}/{FIREWALL_UNIT}", FIREWALL_UNIT_TEXT),
+            HostFile(NETFILTER_PLUGIN, NETFILTER_PLUGIN_TEXT, "0755"),
         ],
         then=[
             "sudo systemctl daemon-reload",

@@ -13,6 +13,7 @@ from components.host_config import (
     FIREWALL_CHAIN,
     FIREWALL_SCRIPT,
     FIREWALL_UNIT,
+    NETFILTER_PLUGIN,
     SSHD_DROP_IN,
     HostFile,
     firewall_rules,
@@ -56,8 +57,10 @@ def test_firewall_is_installed_as_a_boot_unit_and_never_saved(
     assert f"put 0755 {FIREWALL_SCRIPT} <<" in script
     assert f"sudo systemctl enable {FIREWALL_UNIT}" in script
     assert f"sudo systemctl restart {FIREWALL_UNIT}" in script
+    # The plugin that loads the rules again after netfilter-persistent restores the image's.
+    assert f"put 0755 {NETFILTER_PLUGIN} <<" in script
     # Saving would write Docker's chains into the image's rules file.
-    assert "netfilter-persistent" not in script.replace("netfilter-persistent.service", "")
+    assert "netfilter-persistent save" not in script
     assert "iptables-save" not in script
     assert f"-I INPUT 1 -j {FIREWALL_CHAIN}" in script
 

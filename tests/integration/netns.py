@@ -59,20 +59,27 @@ class NetnsHosts:
         return connects_from(self.client, source, SERVER_ADDRESS, port)
 
 
-def connects_from(namespace: str, source: str, destination: str, port: int) -> bool:
+def connects_from(
+    namespace: str, source: str | None, destination: str, port: int, uid: int | None = None
+) -> bool:
     """Whether a TCP connection from `source` in `namespace` to `destination:port` succeeds
-    (a refusal, a reset or two seconds of silence is a failure)."""
+    (a refusal, a reset or two seconds of silence is a failure). `source` None lets the kernel
+    choose; `uid` runs the client as that user, not root."""
     probe = (
         "import socket, sys\n"
         "try:\n"
+        "    source = (sys.argv[3], 0) if len(sys.argv) > 3 else None\n"
         "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2,\n"
-        "                             source_address=(sys.argv[3], 0)).close()\n"
+        "                             source_address=source).close()\n"
         "except OSError:\n"
         "    sys.exit(1)\n"
     )
-    argv = ["python3", "-c", probe, destination, str(port), source]
+    argv = ["python3", "-c", probe, destination, str(port), *([source] if source else [])]
+    as_user = (
+        [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    )
     result = subprocess.run(
-        [*AS_ROOT, "ip", "netns", "exec", namespace, *argv],
+        [*AS_ROOT, "ip", "netns", "exec", namespace, *as_user, *argv],
         capture_output=True,
         timeout=10,
         check=False,
@@ -184,10 +191,13 @@ def _listens(namespace: str, address: str, port: int) -> bool:
     return bool(listed.stdout.strip())
 
 
-# A container behind the server, on a network of its own, as Docker puts one on its bridge.
+# A container behind the server, on a network of its own, as Docker puts one on its bridge
+# (the server's end of the link carries a bridge's name as Docker gives it: `br-<network id>`).
+CONTAINER_BRIDGE = "br-aiswarm"
 CONTAINER_GATEWAY = "172.30.0.1"
 CONTAINER_ADDRESS = "172.30.0.2"
-# The instance metadata service's address, held by the "internet" namespace in these tests.
+# The instance metadata service's address, also OCI's resolver (port 53), held by the
+# "internet" namespace in these tests.
 METADATA_ADDRESS = "169.254.169.254"
 
 
@@ -196,15 +206,14 @@ def container_behind(hosts: NetnsHosts) -> Iterator[str]:
     """A third namespace (yielded by name) behind the server, which forwards and masquerades
     its traffic as Docker does; the client also answers on the metadata service's address."""
     container = f"{hosts.tag}-ctr"
-    server_link, container_link = f"{hosts.tag}b", f"{hosts.tag}e"
     _ip("netns", "add", container)
     try:
-        _ip("link", "add", server_link, "type", "veth", "peer", "name", container_link)
-        _ip("link", "set", server_link, "netns", hosts.server)
-        _ip("link", "set", container_link, "netns", container)
-        _ip("-n", hosts.server, "addr", "add", f"{CONTAINER_GATEWAY}/24", "dev", server_link)
-        _ip("-n", container, "addr", "add", f"{CONTAINER_ADDRESS}/24", "dev", container_link)
-        for namespace, link in ((hosts.server, server_link), (container, container_link)):
+        # Made inside the server namespace, so the bridge's name is not taken on this machine.
+        _ip("-n", hosts.server, "link", "add", CONTAINER_BRIDGE, "type", "veth",
+            "peer", "name", "eth0", "netns", container)  # fmt: skip
+        _ip("-n", hosts.server, "addr", "add", f"{CONTAINER_GATEWAY}/24", "dev", CONTAINER_BRIDGE)
+        _ip("-n", container, "addr", "add", f"{CONTAINER_ADDRESS}/24", "dev", "eth0")
+        for namespace, link in ((hosts.server, CONTAINER_BRIDGE), (container, "eth0")):
             _ip("-n", namespace, "link", "set", link, "up")
         _ip("-n", container, "link", "set", "lo", "up")
         _ip("-n", container, "route", "add", "default", "via", CONTAINER_GATEWAY)
@@ -213,7 +222,7 @@ def container_behind(hosts: NetnsHosts) -> Iterator[str]:
         for argv in (
             ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
             ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "172.30.0.0/24",
-             "!", "-o", server_link, "-j", "MASQUERADE"],
+             "!", "-o", CONTAINER_BRIDGE, "-j", "MASQUERADE"],
         ):  # fmt: skip
             done = hosts.run_on_server(argv)
             if done.returncode != 0:
@@ -223,3 +232,99 @@ def container_behind(hosts: NetnsHosts) -> Iterator[str]:
         subprocess.run(
             [*AS_ROOT, "ip", "netns", "del", container], capture_output=True, check=False
         )
+
+
+# A DNS server that answers every question for an A record with DNS_ANSWER, over UDP and TCP,
+# on each port given: a stand-in for OCI's resolver.
+DNS_ANSWER = "192.0.2.53"
+_DNS_STUB = """
+import socket, socketserver, sys, threading
+
+def answer(query):
+    question_end = query.index(b"\\0", 12) + 5
+    header = query[:2] + b"\\x81\\x80" + b"\\0\\x01\\0\\x01\\0\\0\\0\\0"
+    record = b"\\xc0\\x0c\\0\\x01\\0\\x01\\0\\0\\0\\x3c\\0\\x04" + socket.inet_aton(sys.argv[2])
+    return header + query[12:question_end] + record
+
+class Udp(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(answer(data), self.client_address)
+
+class Tcp(socketserver.StreamRequestHandler):
+    def handle(self):
+        size = int.from_bytes(self.rfile.read(2), "big")
+        reply = answer(self.rfile.read(size))
+        self.wfile.write(len(reply).to_bytes(2, "big") + reply)
+
+for port in sys.argv[3:]:
+    for server in (socketserver.UDPServer, socketserver.TCPServer):
+        handler = Udp if server is socketserver.UDPServer else Tcp
+        server.allow_reuse_address = True
+        made = server((sys.argv[1], int(port)), handler)
+        threading.Thread(target=made.serve_forever, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def serving_dns(namespace: str, address: str, ports: Sequence[int]) -> Iterator[None]:
+    """The DNS stub on `address:ports` (UDP and TCP) inside `namespace`."""
+    process = subprocess.Popen(
+        [*AS_ROOT, "ip", "netns", "exec", namespace, "python3", "-c", _DNS_STUB, address,
+         DNS_ANSWER, *map(str, ports)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the test DNS server did not start")
+        yield
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+_DNS_QUERY = """
+import random, socket, sys
+server, port, transport, source_port = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+ident = random.randbytes(2)
+header = ident + b"\\x01\\0\\0\\x01\\0\\0\\0\\0\\0\\0"
+query = header + b"\\x07example\\x03com\\0" + b"\\0\\x01\\0\\x01"
+try:
+    if transport == "udp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("", source_port))
+        sock.settimeout(2)
+        sock.sendto(query, (server, port))
+        reply = sock.recv(512)
+    else:
+        sock = socket.create_connection((server, port), timeout=2)
+        sock.sendall(len(query).to_bytes(2, "big") + query)
+        reply = sock.recv(514)[2:]
+except OSError:
+    sys.exit(1)
+if reply[:2] != ident or reply[3] & 0x0F or reply[6:8] != b"\\0\\x01":
+    sys.exit(2)
+print(socket.inet_ntoa(reply[-4:]))
+"""
+
+
+def resolves_from(
+    namespace: str, server: str, port: int, transport: str, udp_source_port: int = 0
+) -> str | None:
+    """The address a DNS query for example.com over `transport` (udp or tcp) from `namespace`
+    to `server:port` gets back, or None when no answer comes. A UDP query is sent from
+    `udp_source_port` (0: any)."""
+    result = subprocess.run(
+        [*AS_ROOT, "ip", "netns", "exec", namespace, "python3", "-c", _DNS_QUERY, server,
+         str(port), transport, str(udp_source_port)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )  # fmt: skip
+    return result.stdout.strip() if result.returncode == 0 else None

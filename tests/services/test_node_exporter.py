@@ -46,3 +46,10 @@ def test_health_fetches_metrics_with_the_images_wget(free_run: ProgramRun) -> No
         "http://127.0.0.1:9100/metrics",
     ]
     assert inputs.get("ports", []) == []
+
+
+def test_runs_as_the_uid_the_host_firewall_keeps_from_link_local(free_run: ProgramRun) -> None:
+    """On the host's network only its uid sets node-exporter apart: the image's `USER nobody`
+    pinned by number, the uid the firewall's OUTPUT rule names (tests/integration/
+    test_host_firewall.py sends packets as it)."""
+    assert container(free_run, "node-exporter").inputs["user"] == "65534:65534"
