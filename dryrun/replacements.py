@@ -5,17 +5,20 @@ them: camelCase, dotted into objects, list indices left out) whose change makes 
 plan a replacement instead of an update. Every other input changes in place. Each row cites the
 provider's source at the version the pinned SDK bridges (requirements.txt):
 
-- pulumi-oci 5.5.0 bridges oracle/terraform-provider-oci v8.23.0 (commit 8016f415, the
-  `upstream` submodule of pulumi/pulumi-oci); the rows are the schema's `ForceNew: true` fields
-  in internal/service/core/core_<resource>_resource.go, unchanged up to v8.28.0.
+- pulumi-oci 5.5.0 bridges oracle/terraform-provider-oci v8: the rows are the schema's
+  `ForceNew: true` fields in internal/service/core/core_<resource>_resource.go, the same in
+  v8.23.0 (commit 8016f415, pulumi/pulumi-oci's `upstream` submodule in July 2026) and in
+  v8.28.0 (commit 8de3c48b, August 2026).
 - pulumi-docker 5.2.0 bridges kreuzwerker/terraform-provider-docker v4.5.0 (commit 5074970c,
   the `upstream` submodule of pulumi/pulumi-docker v5.1.0 and later): `ForceNew: true` in
   internal/provider/resource_docker_<resource>.go.
-- pulumi-random 4.21.4 bridges hashicorp/terraform-provider-random (commit f8d869dc): the
-  plugin-framework `RequiresReplace` plan modifiers in internal/provider/resource_<name>.go.
+- pulumi-random 4.21.4 bridges hashicorp/terraform-provider-random: the plugin-framework
+  `RequiresReplace` plan modifiers in internal/provider/resource_<name>.go, the same at commit
+  f8d869dc (pulumi/pulumi-random's go.mod, August 2026) and at v3.9.0.
 - pulumi-command 1.2.1 is a native provider: provider/pkg/provider/common/inputs.go tags only
-  `triggers` `provider:"replaceOnChanges"`; remote/commandController.go's Update runs the
-  `update` (or else the `create`) command again for any other change.
+  `triggers` `provider:"replaceOnChanges"` (whatever its description says of `update`: there is
+  no Diff of its own); remote/commandController.go's Update runs the `update` (or else the
+  `create`) command again for any other change, a new `connection` included.
 
 `plan(before, after)` compares two runs of the program under mocks as the engine would: a
 changed input that the table (or the resource's own `replaceOnChanges`) lists replaces the
@@ -32,7 +35,7 @@ from typing import Any
 
 from dryrun.engine import ProgramRun, Registration
 
-_OCI = "oracle/terraform-provider-oci v8.23.0 internal/service/core/"
+_OCI = "oracle/terraform-provider-oci v8.23.0-v8.28.0 internal/service/core/"
 _DOCKER = "kreuzwerker/terraform-provider-docker v4.5.0 internal/provider/"
 _RANDOM = "hashicorp/terraform-provider-random f8d869dc internal/provider/"
 
