@@ -127,8 +127,15 @@ class ArmHost(pulumi.ComponentResource):
             instance_id=instance.id,
             volume_id=volume.id,
             device=DATA_DEVICE,
-            display_name=f"{args.host_name}-data",
-            opts=self._child("-data-attachment"),
+            # Fixed, and its changes ignored: OCI cannot update an attachment, so any change of
+            # its inputs replaces it, detaching the mounted volume from the running host
+            # (dryrun/replacements.py). Stacks made when it was named `<hostName>-data` keep
+            # that name.
+            display_name=f"{name}-data",
+            opts=pulumi.ResourceOptions.merge(
+                self._child("-data-attachment"),
+                pulumi.ResourceOptions(ignore_changes=["displayName"]),
+            ),
         )
         reserved_ip = oci.core.PublicIp(
             f"{name}-ip",

@@ -142,7 +142,9 @@ class OpenWebUI(Service):
                 },
                 secret_env={
                     "OPENAI_API_KEYS": pulumi.Output.all(*backend_keys).apply(LIST_SEPARATOR.join),
-                    "WEBUI_SECRET_KEY": self.generated_secret("secret-key"),
+                    # Protected: Open WebUI signs its sessions with it, and its env.py makes it
+                    # the default key of what it encrypts in its database (OAuth tokens).
+                    "WEBUI_SECRET_KEY": self.generated_secret("secret-key", protect=True),
                     "DATABASE_URL": postgres.database_url(DATABASE),
                     "REDIS_URL": redis_url,
                     "WEBSOCKET_REDIS_URL": redis_url,

@@ -45,8 +45,11 @@ class Postgres(Service):
         self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, args, opts)
-        superuser_password = self.generated_secret("superuser")
-        self.passwords = {name: self.generated_secret(name) for name in CONSUMERS}
+        # The data directory on the volume keeps the roles with the passwords they were made
+        # with (the image sets them on an empty directory only): a new value would lock every
+        # client out of its data, so each is made once and protected.
+        superuser_password = self.generated_secret("superuser", protect=True)
+        self.passwords = {name: self.generated_secret(name, protect=True) for name in CONSUMERS}
         roles_sql = pulumi.Output.all(*self.passwords.values()).apply(
             lambda passwords: render_roles_sql(
                 [DatabaseRole(n, n, p) for n, p in zip(CONSUMERS, passwords, strict=True)]

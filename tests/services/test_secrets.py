@@ -237,12 +237,6 @@ def test_generated_values_are_made_once_and_never_regenerate(free_run: ProgramRu
         assert owner(free_run, password).type.startswith("ai-swarm:service:")
 
 
-def test_salt_and_seal_keys_are_protected_from_replacement(free_run: ProgramRun) -> None:
-    protected = {p.name for p in free_run.of_type(PASSWORD) if p.protect}
-    assert protected == {"litellm-salt-key"}
-    assert [(b.name, b.protect) for b in free_run.of_type(BYTES)] == [("vault-seal-key-1", True)]
-
-
 def test_litellm_master_key_is_an_sk_key_and_a_secret_output(free_run: ProgramRun) -> None:
     master_key = vault_secret(free_run, "LITELLM_MASTER_KEY")
     assert re.fullmatch(r"sk-[A-Za-z0-9]{32}", master_key)
