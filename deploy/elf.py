@@ -116,14 +116,13 @@ def find_entrypoint(
         raise DeepCheckError(f"{program} is not in the image (searched {', '.join(candidates)})")
     for _ in range(MAX_HOPS):
         path, head, link = found
-        if link is not None:
-            chain.append(link)
-            found = layers.first_of([link])
-            if found is None:
-                raise DeepCheckError(f"{' -> '.join(chain)}: the link's target is not in the image")
-            continue
         if path != chain[-1]:
             chain.append(path)
+        if link is not None:
+            found = layers.first_of([link])
+            if found is None:
+                raise DeepCheckError(f"{' -> '.join(chain)} -> {link}: not in the image")
+            continue
         machine = elf_machine(head)
         if machine is not None:
             return Entrypoint(tuple(chain), machine)
