@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_the_python_running_this_test_is_read_as_its_own_machine() -> None:
     assert elf_machine(header) == expected
 
 
-def publish(registry: RecordedRegistry, layers: list[bytes], **settings: object) -> str:
+def publish(registry: RecordedRegistry, layers: list[bytes], **settings: Any) -> str:
     """An arm64 image (index entry and config both say so) with these layers, base first."""
     registry.publish(
         REPO.path,
@@ -173,7 +174,7 @@ def test_an_image_without_entrypoint_or_command_fails_deep(registry: RecordedReg
     assert not ok and "names no entrypoint and no command" in detail
 
 
-def _image(registry: RecordedRegistry) -> tuple[dict[str, object], dict[str, object]]:
+def _image(registry: RecordedRegistry) -> tuple[dict[str, Any], dict[str, Any]]:
     index = json.loads(registry.manifests[(REPO.path, "1.0")].content)
     digest = index["manifests"][0]["digest"]
     manifest = json.loads(registry.manifests[(REPO.path, digest)].content)
