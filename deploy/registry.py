@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 
 import requests
 from dxf import DXF
-from dxf.exceptions import DXFError
+from dxf.exceptions import DXFError, DXFUnauthorizedError
 
 OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -168,24 +168,31 @@ def _translated(repository: Repository, what: str) -> Iterator[None]:
         raise translated from None
 
 
+_REFUSED: Final = "anonymous access refused: a private or missing repository"
+
+
 def _translate(subject: str, error: BaseException) -> RegistryError | None:
+    if isinstance(error, DXFUnauthorizedError):  # python-dxf's word for any 401
+        return RegistryError(RegistryErrorKind.DENIED, f"{subject}: 401 unauthorized ({_REFUSED})")
     if isinstance(error, requests.HTTPError) and error.response is not None:
-        status = error.response.status_code
-        where = error.response.url.split("?")[0]
-        if status == 404:
-            return RegistryError(RegistryErrorKind.NOT_FOUND, f"{subject}: 404 not found")
-        if status in (401, 403):
-            return RegistryError(
-                RegistryErrorKind.DENIED,
-                f"{subject}: {status} from {where} (anonymous access refused: a private or "
-                "missing repository)",
-            )
-        return RegistryError(RegistryErrorKind.BAD_RESPONSE, f"{subject}: {status} from {where}")
+        return _http_error(subject, error.response)
     if isinstance(error, requests.RequestException):
         return RegistryError(RegistryErrorKind.UNREACHABLE, f"{subject}: {error}")
     if isinstance(error, DXFError | ValueError | KeyError):
         return RegistryError(RegistryErrorKind.BAD_RESPONSE, f"{subject}: {error}")
     return None
+
+
+def _http_error(subject: str, response: requests.Response) -> RegistryError:
+    status = response.status_code
+    where = response.url.split("?", maxsplit=1)[0]
+    if status == 404:
+        return RegistryError(RegistryErrorKind.NOT_FOUND, f"{subject}: 404 not found")
+    if status in (401, 403):
+        return RegistryError(
+            RegistryErrorKind.DENIED, f"{subject}: {status} from {where} ({_REFUSED})"
+        )
+    return RegistryError(RegistryErrorKind.BAD_RESPONSE, f"{subject}: {status} from {where}")
 
 
 def _translated_chunks(
