@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from components.services import image_lock
@@ -19,6 +20,7 @@ from deploy.registry import DOCKER_MANIFEST_LIST, OCI_INDEX, Repository
 from tests.deploy.image_registry import RecordedRegistry, config, good_multi_arch
 
 ARM64 = "linux/arm64"
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def target(
@@ -301,3 +303,15 @@ def test_a_broken_lock_stops_the_command_with_one_line(
     code, printed = run_cli(["images"])
     assert code == 1
     assert printed.strip().startswith("error: images.lock: entry 1: digest 'sha256:short'")
+
+
+def test_the_workflow_runs_the_check_when_the_catalog_or_the_lock_changes() -> None:
+    workflow = yaml.safe_load((PROJECT / ".github" / "workflows" / "images.yml").read_text())
+    # PyYAML reads the key `on` as True (YAML 1.1).
+    paths = workflow[True]["pull_request"]["paths"]
+    assert {"components/services/catalog.py", "images.lock"} <= set(paths)
+    # Every other path it watches exists: a renamed file would silently stop the check.
+    for path in paths:
+        assert path == "images.lock" or "*" in path or (PROJECT / path).exists(), path
+    runs = [step.get("run", "") for step in workflow["jobs"]["images"]["steps"]]
+    assert any("-m deploy images --stack oracle" in run for run in runs)
