@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -315,3 +317,17 @@ def test_the_workflow_runs_the_check_when_the_catalog_or_the_lock_changes() -> N
         assert path == "images.lock" or "*" in path or (PROJECT / path).exists(), path
     runs = [step.get("run", "") for step in workflow["jobs"]["images"]["steps"]]
     assert any("-m deploy images --stack oracle" in run for run in runs)
+
+
+def test_images_help_needs_no_pulumi_cli_nor_a_registry(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy", "images", "--help"],
+        cwd=PROJECT,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert all(flag in done.stdout for flag in ("--stack", "--deep", "--lock", "--json"))
