@@ -3,11 +3,13 @@
 The implementation is python-dxf, a maintained Docker Registry v2 client, compared with:
 `skopeo inspect` and `docker buildx imagetools inspect` (a Go binary or the Docker CLI on the
 operator's machine, and neither streams one file out of a layer, which `--deep` needs), oras-py
-(keeps one bearer token for every repository, so Docker Hub refuses the second repository's
-request, and does not map `postgres` to `library/postgres`), and docker-registry-client (last
-released in 2017). python-dxf scopes its client to one repository, does the anonymous token
-flow (`WWW-Authenticate: Bearer realm=…` -> token -> retry) that Docker Hub and ghcr.io ask for,
-maps Docker Hub's official images to `library/`, streams blobs and checks their digests.
+(its client keeps one bearer token and, on a 401, sends the same token again, fetching a new one
+only on a 403, so a second repository's request fails with the first one's token; and it does
+not map `postgres` to `library/postgres`: oras/auth/token.py, oras/provider.py), and
+docker-registry-client (last released in 2017). python-dxf scopes its client to one
+repository, does the anonymous token flow (`WWW-Authenticate: Bearer realm=…` -> token ->
+retry) that Docker Hub and ghcr.io ask for, streams blobs and checks their digests. It raises
+its own `DXFUnauthorizedError` for any 401, the token endpoint's included.
 
 Every answer is checked against its digest here too: a manifest fetched by digest must hash to
 it, one fetched by tag to the registry's `Docker-Content-Digest`.
