@@ -173,7 +173,10 @@ def targets_of(pulled: Iterable[tuple[Any, Any]], lock: Sequence[LockEntry] | No
                 f"a RemoteImage has name {name!r} and platform {platform!r}: the check needs "
                 "both as plain text"
             )
-        reference = ImageReference.parse(name)
+        try:
+            reference = ImageReference.parse(name)
+        except ValueError as error:
+            raise OperatorError(f"a RemoteImage's name cannot be checked: {error}") from None
         locked = by_pin.get((reference.repository, reference.digest or "", platform))
         tag = locked.tag if locked and not reference.tag else reference.tag
         target = Target(reference.repository, tag, platform, reference.digest)

@@ -160,9 +160,11 @@ def test_targets_show_a_locked_digest_with_the_tag_it_was_locked_from() -> None:
     ]
 
 
-def test_an_image_without_a_platform_cannot_be_checked() -> None:
+def test_an_image_without_a_platform_or_with_a_bad_name_cannot_be_checked() -> None:
     with pytest.raises(OperatorError, match="platform None"):
         targets_of([("redis:7.4.5-alpine", None)], None)
+    with pytest.raises(OperatorError, match="not an image reference: 'Redis:7'"):
+        targets_of([("Redis:7", ARM64)], None)
 
 
 def test_lock_mode_writes_what_it_checked_and_only_when_all_pass(
