@@ -431,6 +431,11 @@ def render_images(report: ImagesReport, console: Console) -> None:
             escape(check.detail),
         )
     console.print(table)
+    failed = sum(not check.ok for check in report.checks)
+    if failed:
+        console.print(f"[red]{failed} of {len(report.checks)} image(s) failed[/]")
+    else:
+        console.print(f"[green]all {len(report.checks)} image(s) pass[/]")
     for note in report.notes:
         console.print(escape(note))
     if report.lock:

@@ -263,6 +263,7 @@ def test_the_table_names_each_image_and_lock_writes_the_file_the_program_reads(
     rows = [line for line in printed.splitlines() if "linux/arm64" in line]
     assert len(rows) == 2 and all(" ok " in row for row in rows)
     assert "ghcr.io/berriai/litellm" in rows[1] and "v1.88.0" in rows[1]
+    assert "all 2 image(s) pass" in printed
     assert f"wrote {lock}" in printed
     assert {(e.image, e.tag) for e in read_lock(lock) or ()} == {
         ("redis", "7.4.5-alpine"),
@@ -292,6 +293,7 @@ def test_up_refuses_when_an_image_fails_unless_told_to_skip(
     code, printed = run_cli(["up", "--domains", "1"])
     assert code == 1 and opened == []
     assert "refusing to deploy" in printed and "no linux/arm64 entry" in printed
+    assert "1 of 1 image(s) failed" in printed
     code, printed = run_cli(["up", "--domains", "1", "--skip-image-check"])
     assert opened == ["oracle"] and "stop here" in printed
 
