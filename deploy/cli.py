@@ -1,7 +1,8 @@
-"""`python -m deploy up | status | idle-check`: argument parsing, wiring and the tables.
+"""`python -m deploy up | status | idle-check | images`: argument parsing, wiring and the tables.
 
 Exit status: `up` 0 deployed, 1 stopped, 2 deadline passed; `status` 0 healthy, 1 anything
-unhealthy; `idle-check` 0 not at risk, 1 at risk or cannot tell. Any command exits 1 when it
+unhealthy; `idle-check` 0 not at risk, 1 at risk or cannot tell; `images` 0 every image
+passed, 1 one failed. Any command exits 1 when it
 cannot start (no Pulumi CLI, a missing stack output, unusable credentials); argparse's usage
 errors exit 2.
 """
@@ -9,6 +10,7 @@ errors exit 2.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import tempfile
@@ -23,8 +25,10 @@ from rich.table import Table
 from deploy.adapters import SshShell, SystemClock, identity_file, open_stack
 from deploy.durations import format_duration, parse_duration
 from deploy.idle import IDLE_BELOW_PERCENT, WINDOW, IdleReport, Verdict, idle_report
+from deploy.images import ImagesReport, run_images_check
 from deploy.oci_cloud import connect
 from deploy.ports import Cloud, CloudError, OperatorError
+from deploy.registry import DxfRegistry, Registry
 from deploy.retry import (
     AVAILABILITY_DOMAIN_KEY,
     CapacityRetry,
@@ -91,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="go ahead when the preview replaces or deletes the instance, the data volume or "
         "its attachment (a new SSH key or `--replace` on purpose)",
     )
+    up.add_argument(
+        "--skip-image-check",
+        action="store_true",
+        help="deploy without first checking the images (python -m deploy images)",
+    )
 
     status = commands.add_parser(
         "status",
@@ -109,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "risk or cannot tell.",
     )
     _stack_option(idle)
+    _images_parser(commands)
     return parser
 
 
@@ -140,6 +150,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             return run_up(args, out)
         if args.command == "status":
             return run_status(args.stack, out)
+        if args.command == "images":
+            return run_images(args, out)
         return run_idle_check(args.stack, out)
     except OperatorError as error:
         out.print(f"[red]error[/]: {escape(str(error))}", soft_wrap=True)
@@ -151,6 +163,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
 
 
 def run_up(args: argparse.Namespace, console: Console) -> int:
+    if not args.skip_image_check and not images_pass_before_up(args.stack, console):
+        return EXIT_CANNOT_START
     settings = RetrySettings(
         deadline=args.deadline, min_delay=args.min_delay, max_delay=args.max_delay
     )
@@ -353,6 +367,89 @@ def render_idle(report: IdleReport, console: Console) -> None:
             f"[yellow]cannot tell[/]: no {', '.join(missing)} data (is the Oracle Cloud Agent's "
             "Compute Instance Monitoring plugin enabled?)"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+
+
+def _images_parser(commands: Any) -> None:
+    images = commands.add_parser(
+        "images",
+        help="check every image the stack pulls against its host's platform (arm64 on A1)",
+        description="Run the program under mocks for the stack's images and platforms, then "
+        "ask each image's registry (anonymously): the tag (or the digest images.lock pins) "
+        "resolves, its index has the platform, and that entry's config says the same "
+        "architecture. Exit 0 every image passed, 1 one failed.",
+    )
+    _stack_option(images)
+    images.add_argument(
+        "--deep",
+        action="store_true",
+        help="also read the entrypoint (or its interpreter) from the layers and check its ELF "
+        "machine type",
+    )
+    images.add_argument(
+        "--lock",
+        action="store_true",
+        help="check the tags as they are now and, if all pass, write their digests to "
+        "images.lock, which the program then pulls",
+    )
+    images.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def make_registry() -> Registry:
+    return DxfRegistry()
+
+
+def run_images(args: argparse.Namespace, console: Console) -> int:
+    report = run_images_check(make_registry(), args.stack, deep=args.deep, lock=args.lock)
+    if args.json:
+        console.file.write(json.dumps(report.document(), indent=2) + "\n")
+    else:
+        render_images(report, console)
+    return report.exit_code
+
+
+def images_pass_before_up(stack: str, console: Console) -> bool:
+    """The check `up` runs first; False (with the reason printed) refuses the deploy."""
+    with console.status("checking the images …"):
+        report = run_images_check(make_registry(), stack)
+    if report.ok:
+        console.print(f"images: {len(report.checks)} checked, all pass")
+        return True
+    render_images(report, console)
+    console.print(
+        "[red]refusing to deploy[/]: an image failed the check (see above); fix it, or run "
+        "`python -m deploy up --skip-image-check` to deploy anyway"
+    )
+    return False
+
+
+def render_images(report: ImagesReport, console: Console) -> None:
+    table = Table(title=f"images of stack {escape(report.stack)}", title_justify="left")
+    for column in ("image", "tag", "platform", "digest", "verdict", "detail"):
+        table.add_column(column)
+    for check in report.checks:
+        digest = check.digest[:19] if check.digest else "-"
+        table.add_row(
+            escape(check.image),
+            escape(check.tag or "-"),
+            escape(check.platform),
+            escape(digest + (" (pinned)" if check.pinned else "")),
+            "[green]ok[/]" if check.ok else "[red]FAIL[/]",
+            escape(check.detail),
+        )
+    console.print(table)
+    failed = sum(not check.ok for check in report.checks)
+    if failed:
+        console.print(f"[red]{failed} of {len(report.checks)} image(s) failed[/]")
+    else:
+        console.print(f"[green]all {len(report.checks)} image(s) pass[/]")
+    for note in report.notes:
+        console.print(escape(note))
+    if report.lock:
+        console.print(f"wrote {escape(report.lock)}")
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m deploy` is the entry point

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from components.services import image_lock
 from dryrun.engine import ProgramRun, run_program
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_image_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The program as it runs without images.lock (pulling the catalog's tags), whether or not
+    the repository has one; the lock's tests point `LOCK_FILE` at the files they write."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(image_lock, "LOCK_FILE", tmp_path_factory.mktemp("no-lock") / "images.lock")
+        yield
 
 
 @pytest.fixture(scope="session")

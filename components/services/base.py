@@ -26,6 +26,7 @@ from components.cloud_init import DOCKER_LOG_OPTIONS
 from components.config import ServiceSettings
 from components.host import DATA_ROOT
 from components.services.catalog import CATALOG, ServiceEntry
+from components.services.image_lock import pinned_reference
 from components.services.privileges import NO_NEW_PRIVILEGES, Privileges, privileges_of
 from components.sizing import ALLOCATIONS, Allocation
 
@@ -219,7 +220,8 @@ class Service(pulumi.ComponentResource):
         self.containers = []
         self.image = docker.RemoteImage(
             f"{name}-image",
-            name=self.context.image(self.entry),
+            # repository@digest while images.lock has the image for this platform, else the tag.
+            name=pinned_reference(self.context.image(self.entry), PLATFORM),
             platform=PLATFORM,
             keep_locally=True,
             triggers={"instance": self.context.instance_id},

@@ -32,8 +32,8 @@ class ServiceEntry:
     ui_port: int | None = None  # published on loopback (or to adminCidrs when exposed)
 
 
-# Version tags, never moving ones; `docker buildx imagetools inspect <image>` shows a tag's
-# digest for pinning.
+# Version tags, never moving ones. `python -m deploy images` checks each for its host's platform
+# before every deploy; `--lock` pins the digests it checked in images.lock.
 CATALOG: Mapping[str, ServiceEntry] = {
     entry.key: entry
     for entry in (
@@ -42,7 +42,8 @@ CATALOG: Mapping[str, ServiceEntry] = {
         ServiceEntry(
             "nodeExporter", "NodeExporter", "prom/node-exporter:v1.9.1", ("node-exporter",)
         ),
-        # v1.83.14-stable shipped amd64 binaries under its arm64 manifest: smoke-test new tags.
+        # v1.83.14-stable shipped amd64 binaries under its arm64 manifest: check a new tag with
+        # `python -m deploy images --deep` (it reads the entrypoint's ELF header).
         ServiceEntry(
             "litellm",
             "LiteLLM",

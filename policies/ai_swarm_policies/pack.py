@@ -13,6 +13,7 @@ from .baseline import (
     pinned_images_policy,
     protected_data_policy,
 )
+from .digests import digest_pinned_policy
 from .hardening import container_hardening_policy
 from .host_budget import host_budget_policies
 from .ingress import public_ingress_policy
@@ -31,4 +32,5 @@ def build_policies() -> list[Policy]:
         container_hardening_policy(),
         protected_data_policy(),
         pinned_images_policy(),
+        digest_pinned_policy(),
     ]

@@ -128,6 +128,7 @@ def wired(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     monkeypatch.setattr(cli, "open_stack", open_stack)
     monkeypatch.setattr(cli, "connect", connect)
     monkeypatch.setattr(cli, "SystemClock", FakeClock)
+    monkeypatch.setattr(cli, "images_pass_before_up", lambda stack, console: True)
     return wiring
 
 

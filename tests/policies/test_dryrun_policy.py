@@ -81,9 +81,10 @@ def test_the_report_files_resource_violations_under_the_resource() -> None:
     assert {(d.policy, d.enforcement_level, d.urn) for d in report.diagnostics} == {
         ("arm64-images", "mandatory", image.urn),
         ("pinned-images", "advisory", image.urn),
+        ("digest-pinned-images", "advisory", image.urn),
     }
     assert [d.policy for d in report.mandatory_violations] == ["arm64-images"]
-    assert [d.policy for d in report.advisories] == ["pinned-images"]
+    assert [d.policy for d in report.advisories] == ["pinned-images", "digest-pinned-images"]
 
 
 def test_stack_violations_come_once_and_config_applies() -> None:

@@ -123,7 +123,8 @@ def test_every_expected_violation_fires_on_sdk_made_resources(
 
 def test_pinned_images_reads_the_sdk_name(sdk_run: ProgramRun, report: PolicyReport) -> None:
     assert [(d.policy, d.urn) for d in report.advisories] == [
-        ("pinned-images", _urn(sdk_run, "redis"))
+        ("pinned-images", _urn(sdk_run, "redis")),
+        ("digest-pinned-images", _urn(sdk_run, "redis")),
     ]
 
 
