@@ -253,7 +253,8 @@ class FakePulumi:
             "FAKE_PULUMI_DIR": str(self.home),
         }
         return subprocess.Popen(
-            [sys.executable, "-m", "deploy", "up", *args],
+            # The image check before `up` needs a registry: tests/deploy/test_images*.py.
+            [sys.executable, "-m", "deploy", "up", "--skip-image-check", *args],
             cwd=PROJECT,
             env=env,
             stdout=subprocess.PIPE,
