@@ -39,7 +39,13 @@ APT_ATTEMPTS = 5
 APT_RETRY_INTERVAL_S = 30
 
 # The volume is attached only after the instance is running, so cloud-init waits for it. A
-# filesystem is made only on a volume that has none: a replaced instance finds its data again.
+# filesystem is made only on a volume that low-level probing reports as blank (`blkid -p` exits
+# 2: nothing found), so a replaced instance finds its data again. Any other outcome (an I/O
+# error just after attach, an ambiguous signature: exits 4 and 8) stops the boot before
+# anything is formatted: mke2fs asks no question without a terminal. The filesystem is made
+# with the label the fstab line mounts by. That line is `nofail` (a later boot without the
+# volume must still come up), and with `nofail` mount(8) exits 0 when no device has the label:
+# the script checks that something is mounted.
 _PREPARE_DATA = f"""#!/bin/sh
 set -eu
 for _ in $(seq 1 180); do
@@ -50,11 +56,22 @@ if [ ! -b {DATA_DEVICE} ]; then
   echo "data volume {DATA_DEVICE} did not appear" >&2
   exit 1
 fi
-if ! blkid {DATA_DEVICE} >/dev/null 2>&1; then
-  mkfs.ext4 -q -L {DATA_LABEL} {DATA_DEVICE}
-fi
+probe=0
+blkid -p {DATA_DEVICE} >&2 || probe=$?
+case $probe in
+  0) ;;
+  2) mkfs.ext4 -q -L {DATA_LABEL} {DATA_DEVICE} ;;
+  *)
+    echo "blkid -p {DATA_DEVICE} exited $probe: not formatted, not mounted" >&2
+    exit 1
+    ;;
+esac
 mkdir -p {DATA_ROOT}
 mountpoint -q {DATA_ROOT} || mount {DATA_ROOT}
+if ! mountpoint -q {DATA_ROOT}; then
+  echo "no filesystem labelled {DATA_LABEL} to mount at {DATA_ROOT}" >&2
+  exit 1
+fi
 """
 
 # The instance has no public address until the reserved IP is bound to its VNIC, which happens
@@ -142,7 +159,10 @@ def cloud_config() -> dict[str, Any]:
         ],
         # The volume is mounted before Docker is installed: the package starts Docker, which
         # the drop-in above holds back until /mnt/data is mounted.
+        # cloud-init runs `runcmd` as one `sh` script: `set -e` ends it at the first command
+        # that fails, so the boot reports an error instead of starting Docker without its data.
         "runcmd": [
+            "set -e",
             [PREPARE_DATA_SCRIPT],
             [INSTALL_PACKAGES_SCRIPT],
             ["usermod", "-aG", "docker", SSH_USER],

@@ -11,6 +11,8 @@ from __future__ import annotations
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,10 @@ from components.cloud_init import (
     PACKAGES,
     PREPARE_DATA_SCRIPT,
 )
+from components.host import DATA_ROOT
 from dryrun.engine import ProgramRun
 from tests.helpers import command_script, installed_files, user_data
-from tests.integration import daemons
+from tests.integration import daemons, loopdev
 from tests.integration.netns import ADMIN_ADDRESS, netns_hosts, serving_http
 
 COMMAND = "command:remote:Command"
@@ -98,24 +101,89 @@ def _stand_ins(bin_dir: Path, cloud_init_exit: int, mounted: bool) -> None:
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-@pytest.mark.parametrize(
-    ("cloud_init_exit", "mounted", "ready"),
-    [(0, True, True), (2, True, True), (1, True, False), (0, False, False)],
-)
-def test_readiness_gate_outcomes(
-    program_run: ProgramRun, tmp_path: Path, cloud_init_exit: int, mounted: bool, ready: bool
-) -> None:
-    _stand_ins(tmp_path, cloud_init_exit, mounted)
+def _gate(
+    run: ProgramRun, tmp_path: Path, data: str, cloud_init_exit: int = 0, after: str = "true"
+) -> GateRun:
+    """The readiness gate in a private mount namespace whose /mnt/data is set up by `data` (a
+    shell step: mounts the volume or not), `after` run once it is done; cloud-init and Docker
+    are stand-ins, `findmnt`, `blkid` and `mktemp` the real ones."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stand_ins(bin_dir, cloud_init_exit, mounted=True)
+    (bin_dir / "mountpoint").unlink()  # the real one: whatever the gate asks, it asks the kernel
+    host = (
+        f"mount -t tmpfs gate /mnt && mkdir {DATA_ROOT} && {data} || exit 100\n"
+        f'bash -c "$0"; gate=$?; {after}; exit "$gate"'
+    )
     result = subprocess.run(
-        ["bash", "-c", _ready_script(program_run)],
-        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        [daemons.require_program("unshare"), "--mount", "sh", "-c", host, _ready_script(run)],
+        env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         check=False,
     )
-    assert (result.returncode == 0) is ready, result.stderr
-    assert ("docker info" in result.stdout) is ready
+    return GateRun(result.returncode == 0, result.stdout, result.stderr)
+
+
+@dataclass(frozen=True)
+class GateRun:
+    passed: bool
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def data_volume(program_run: ProgramRun, tmp_path: Path) -> Iterator[str]:
+    """A loop device with the filesystem the first boot makes (its label as the fstab names it)."""
+    with loopdev.loop_device(tmp_path / "volume.img") as device:
+        loopdev.make_ext4(device, loopdev.fstab_label(user_data(program_run)))
+        yield device
+
+
+@pytest.mark.parametrize(("cloud_init_exit", "ready"), [(0, True), (2, True), (1, False)])
+def test_readiness_gate_outcomes(
+    program_run: ProgramRun, tmp_path: Path, data_volume: str, cloud_init_exit: int, ready: bool
+) -> None:
+    gate = _gate(program_run, tmp_path, f"mount {data_volume} {DATA_ROOT}", cloud_init_exit)
+    assert gate.passed is ready, gate.stderr
+    assert ("docker info" in gate.stdout) is ready
+    assert ("cloud-init did not finish" in gate.stderr) is not ready
+
+
+def test_the_gate_passes_on_the_data_volume_and_leaves_nothing_on_it(
+    program_run: ProgramRun, tmp_path: Path, data_volume: str
+) -> None:
+    listing = tmp_path / "listing"
+    gate = _gate(
+        program_run,
+        tmp_path,
+        f"mount {data_volume} {DATA_ROOT}",
+        after=f"ls -A {DATA_ROOT} >{listing}",
+    )
+    assert gate.passed, gate.stderr
+    assert "docker info" in gate.stdout
+    # The write probe is gone again: only what mkfs.ext4 makes is on the volume.
+    assert listing.read_text().split() == ["lost+found"]
+
+
+@pytest.mark.parametrize(
+    ("data", "refusal"),
+    [
+        ("true", "/mnt/data is not mounted"),  # the boot disk's empty directory
+        ("mount -t tmpfs other /mnt/data", "not the data volume"),
+        ("mount -o ro {device} /mnt/data", "/mnt/data is not writable"),
+        ("e2label {device} other-data && mount {device} /mnt/data", "(label 'other-data')"),
+    ],
+    ids=["plain-directory", "another-filesystem", "read-only", "wrong-label"],
+)
+def test_the_gate_refuses_anything_but_the_writable_data_volume(
+    program_run: ProgramRun, tmp_path: Path, data_volume: str, data: str, refusal: str
+) -> None:
+    gate = _gate(program_run, tmp_path, data.format(device=data_volume))
+    assert not gate.passed
+    assert refusal in gate.stderr
+    assert "docker info" not in gate.stdout
 
 
 @pytest.mark.parametrize("mounted", [True, False])
