@@ -280,3 +280,139 @@ def test_without_egress_the_wait_and_the_retries_are_bounded(
     assert len([line for line in calls if line.startswith("sleep")]) == (
         EGRESS_WAIT_TRIES - 1 + APT_ATTEMPTS - 1
     )
+
+
+# --- Host settings installed over SSH: put() and the sshd drop-in -----------------------------
+
+SSHD_NAME = "host-settings-sshd"
+# An sshd_config as Ubuntu ships it, in short: drop-ins first, then the host's own settings.
+_SSHD_CONFIG = """Include /etc/ssh/sshd_config.d/*.conf
+HostKey /etc/ssh/ssh_host_ed25519_key
+KbdInteractiveAuthentication no
+UsePAM yes
+Subsystem sftp /usr/lib/openssh/sftp-server
+"""
+OLD_DROP_IN = "# in force before this install\nMaxStartups 20:30:60\n"
+
+
+@dataclass(frozen=True)
+class SshHost:
+    """A stand-in for the host's /etc/ssh, bound over the real one while a script runs."""
+
+    etc_ssh: Path
+    bin_dir: Path
+
+    @property
+    def drop_in_dir(self) -> Path:
+        return self.etc_ssh / "sshd_config.d"
+
+    @property
+    def systemctl_log(self) -> Path:
+        return self.bin_dir / "systemctl.log"
+
+    def at(self, host_path: str) -> Path:
+        return self.etc_ssh / Path(host_path).relative_to("/etc/ssh")
+
+    def run(self, script: str) -> subprocess.CompletedProcess[str]:
+        """`script` as SSH runs it (bash), in a private mount namespace whose /etc/ssh is ours
+        and whose /run has sshd's privilege separation directory; the real `sshd`."""
+        host = (
+            "mount -t tmpfs ssh-run /run && mkdir -m 0755 /run/sshd && "
+            f'mount --bind {self.etc_ssh} /etc/ssh && exec bash -c "$0"'
+        )
+        return subprocess.run(
+            [daemons.require_program("unshare"), "--mount", "sh", "-c", host, script],
+            env={"PATH": f"{self.bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def sshd_accepts(self) -> bool:
+        return self.run("sshd -t").returncode == 0
+
+
+def _stand_in(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def ssh_host(tmp_path: Path) -> SshHost:
+    made = SshHost(tmp_path / "etc-ssh", tmp_path / "bin")
+    made.drop_in_dir.mkdir(parents=True)
+    made.bin_dir.mkdir()
+    (made.etc_ssh / "sshd_config").write_text(_SSHD_CONFIG)
+    key = made.etc_ssh / "ssh_host_ed25519_key"
+    keygen = [daemons.require_program("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f"]
+    subprocess.run([*keygen, str(key)], check=True, capture_output=True, timeout=30)
+    _stand_in(made.bin_dir, "sudo", 'exec "$@"')
+    _stand_in(made.bin_dir, "systemctl", f'echo "systemctl $*" >>{made.systemctl_log}')
+    assert made.sshd_accepts()  # the configuration before any install is sound
+    return made
+
+
+def _sshd_install(run: ProgramRun) -> tuple[str, str]:
+    """The sshd install command as registered, and the drop-in path it writes."""
+    script = command_script(run, SSHD_NAME)
+    [path] = installed_files(script)
+    return script, path
+
+
+@pytest.mark.parametrize("before", [None, OLD_DROP_IN], ids=["first-install", "over-an-old-one"])
+def test_sshd_drop_in_is_installed_and_sshd_reloaded(
+    program_run: ProgramRun, ssh_host: SshHost, before: str | None
+) -> None:
+    script, path = _sshd_install(program_run)
+    if before is not None:
+        ssh_host.at(path).write_text(before)
+    for _ in range(2):  # idempotent
+        done = ssh_host.run(script)
+        assert done.returncode == 0, done.stderr
+    assert ssh_host.at(path).read_text() == installed_files(script)[path]
+    assert [p.name for p in ssh_host.drop_in_dir.iterdir()] == [Path(path).name]
+    assert ssh_host.systemctl_log.read_text().splitlines() == 2 * [
+        "systemctl try-reload-or-restart ssh.service"
+    ]
+    assert ssh_host.sshd_accepts()
+
+
+@pytest.mark.parametrize("before", [None, OLD_DROP_IN], ids=["first-install", "over-an-old-one"])
+def test_a_drop_in_sshd_rejects_leaves_the_old_one_and_no_reload(
+    program_run: ProgramRun, ssh_host: SshHost, before: str | None
+) -> None:
+    """The same script with a drop-in the real `sshd -t` refuses: the host keeps the drop-in it
+    had (or none), so a restart of sshd still finds a configuration it accepts."""
+    script, path = _sshd_install(program_run)
+    rendered = installed_files(script)[path]
+    broken = script.replace(rendered, rendered + "MaxStartups not-a-number\n")
+    assert broken != script
+    if before is not None:
+        ssh_host.at(path).write_text(before)
+    done = ssh_host.run(broken)
+    assert done.returncode != 0
+    assert "MaxStartups" in done.stderr  # sshd's own complaint
+    assert "the one in force before is kept" in done.stderr
+    kept = ssh_host.at(path)
+    assert (kept.read_text() if kept.exists() else None) == before
+    assert [p.name for p in ssh_host.drop_in_dir.iterdir()] == ([kept.name] if before else [])
+    assert not ssh_host.systemctl_log.exists()
+    assert ssh_host.sshd_accepts()
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file(
+    program_run: ProgramRun, ssh_host: SshHost
+) -> None:
+    """put() with a writer (`tee`) that writes the first line and fails, as on a full disk:
+    the old file is untouched, no partial file is left, and the script stops there."""
+    script, path = _sshd_install(program_run)
+    ssh_host.at(path).write_text(OLD_DROP_IN)
+    _stand_in(ssh_host.bin_dir, "tee", 'head -n 1 >"$1"\nexit 1')
+    done = ssh_host.run(script)
+    assert done.returncode != 0
+    assert ssh_host.at(path).read_text() == OLD_DROP_IN
+    assert [p.name for p in ssh_host.drop_in_dir.glob("*.conf")] == [Path(path).name]
+    assert not list(ssh_host.drop_in_dir.glob("*.ai-swarm-new"))
+    assert not ssh_host.systemctl_log.exists()
