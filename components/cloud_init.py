@@ -37,15 +37,19 @@ EGRESS_WAIT_TRIES = 30
 EGRESS_WAIT_INTERVAL_S = 10
 APT_ATTEMPTS = 5
 APT_RETRY_INTERVAL_S = 30
+# A probe of the data volume that neither finds a filesystem nor finds it blank is tried again:
+# 6 probes 5 s apart, about 30 s for an attachment to settle.
+PROBE_ATTEMPTS = 6
+PROBE_INTERVAL_S = 5
 
 # The volume is attached only after the instance is running, so cloud-init waits for it. A
 # filesystem is made only on a volume that low-level probing reports as blank (`blkid -p` exits
 # 2: nothing found), so a replaced instance finds its data again. Any other outcome (an I/O
-# error just after attach, an ambiguous signature: exits 4 and 8) stops the boot before
-# anything is formatted: mke2fs asks no question without a terminal. The filesystem is made
-# with the label the fstab line mounts by. That line is `nofail` (a later boot without the
-# volume must still come up), and with `nofail` mount(8) exits 0 when no device has the label:
-# the script checks that something is mounted.
+# error just after attach, an ambiguous signature: exits 4 and 8) is probed again a few times,
+# then stops the boot before anything is formatted: mke2fs asks no question without a
+# terminal. The filesystem is made with the label the fstab line mounts by. That line is
+# `nofail` (a later boot without the volume must still come up), and with `nofail` mount(8)
+# exits 0 when no device has the label: the script checks that something is mounted.
 _PREPARE_DATA = f"""#!/bin/sh
 set -eu
 for _ in $(seq 1 180); do
@@ -56,8 +60,15 @@ if [ ! -b {DATA_DEVICE} ]; then
   echo "data volume {DATA_DEVICE} did not appear" >&2
   exit 1
 fi
-probe=0
-blkid -p {DATA_DEVICE} >&2 || probe=$?
+attempt=1
+while :; do
+  probe=0
+  blkid -p {DATA_DEVICE} >&2 || probe=$?
+  case $probe in 0 | 2) break ;; esac
+  [ "$attempt" -lt {PROBE_ATTEMPTS} ] || break
+  attempt=$((attempt + 1))
+  sleep {PROBE_INTERVAL_S}
+done
 case $probe in
   0) ;;
   2) mkfs.ext4 -q -L {DATA_LABEL} {DATA_DEVICE} ;;

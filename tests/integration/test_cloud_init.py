@@ -137,7 +137,8 @@ def _boot(
     scripts = {name: f'echo "{name} $*" >>{calls}' for name in _BOOT_STAND_INS}
     scripts["apt-helper"] = "exit 0"
     if failing_blkid is not None:
-        scripts["blkid"] = f"exit {failing_blkid}"
+        scripts["blkid"] = f'echo "blkid $*" >>{calls}\nexit {failing_blkid}'
+        scripts["sleep"] = f'echo "sleep $*" >>{calls}'  # the waits between probes, logged
     for name, body in scripts.items():
         path = bin_dir / name
         path.write_text(f"#!/bin/sh\n{body}\n")
@@ -216,13 +217,16 @@ def test_a_failed_probe_formats_nothing_and_fails_the_boot(
     assert blank.error is not None
     assert blank.mounted is None
     assert loopdev.probe(volume)[0] == 2  # still blank
-    assert blank.calls == []  # the boot stopped there: no packages, no Docker
+    # Six probes 5 s apart (an attachment may take a moment to settle), then the boot stops
+    # there: no packages, no Docker.
+    probes = [f"blkid -p {program_run.one(ATTACHMENT).inputs['device']}", "sleep 5"] * 6
+    assert blank.calls == probes[:-1]
 
     kept = _boot(program_run, volume, tmp_path / "made", add_files={"state": "kept\n"})
     assert kept.error is None
     uuid = loopdev.probe(volume)[1]["UUID"]
     failed = _boot(program_run, volume, tmp_path / "failed", failing_blkid=probe_exit)
-    assert failed.error is not None and failed.mounted is None and failed.calls == []
+    assert failed.error is not None and failed.mounted is None and failed.calls == probes[:-1]
     assert loopdev.probe(volume)[1]["UUID"] == uuid
     assert _boot(program_run, volume, tmp_path / "after").files == ["lost+found", "state"]
 

@@ -1,9 +1,10 @@
 """The shell the host runs: the first-boot scripts (cloud-init), the readiness gate and the
 host settings (SSH).
 
-shellcheck reads them all; the readiness gate also runs, with stand-ins for the host's commands,
-to show which cloud-init outcomes let `pulumi up` go on, and the package script runs in a test
-host whose egress is absent and then present.
+shellcheck reads them all; the readiness gate also runs, with stand-ins for cloud-init and
+Docker, in a private mount namespace on real mounts of a loop device, to show which outcomes let
+`pulumi up` go on; the package script runs in a test host whose egress is absent and then
+present; the sshd settings install with the real `sshd -t` over a private /etc/ssh.
 """
 
 from __future__ import annotations
