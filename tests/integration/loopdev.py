@@ -4,6 +4,8 @@ probe, format and mount, as they do the host's data volume. Detached again whate
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Any
 from tests.integration import daemons
 
 VOLUME_MB = 64
+LOOP_MAJOR = 7
+ATTACH_TRIES = 3
 DATA_ROOT = "/mnt/data"
 
 
@@ -21,16 +25,34 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _attach(losetup: str, backing: Path) -> str:
+    """Attach `backing` to a free loop device; its path. The kernel makes a free device when
+    there is none, but in a container (CI's is privileged) nothing adds its node to /dev: the
+    node is made here then, as udev would make it. Another process may take the same device
+    between the look-up and the attach: then the next free one is tried."""
+    failures = []
+    for _ in range(ATTACH_TRIES):
+        found = _run([losetup, "--find"])
+        if found.returncode != 0:
+            raise daemons.DaemonError(f"losetup --find: {found.stderr}")
+        device = found.stdout.strip()
+        if not os.path.exists(device):
+            minor = int(device.removeprefix("/dev/loop"))
+            os.mknod(device, 0o660 | stat.S_IFBLK, os.makedev(LOOP_MAJOR, minor))
+        attached = _run([losetup, device, str(backing)])
+        if attached.returncode == 0:
+            return device
+        failures.append(attached.stderr.strip())
+    raise daemons.DaemonError(f"losetup {backing}: {failures}")
+
+
 @contextlib.contextmanager
 def loop_device(backing: Path) -> Iterator[str]:
     """A blank loop device of VOLUME_MB over `backing` (made here); its path."""
     losetup = daemons.require_program("losetup")
     with backing.open("wb") as sparse:
         sparse.truncate(VOLUME_MB * 1024 * 1024)
-    attached = _run([losetup, "--find", "--show", str(backing)])
-    if attached.returncode != 0:
-        raise daemons.DaemonError(f"losetup --find: {attached.stderr}")
-    device = attached.stdout.strip()
+    device = _attach(losetup, backing)
     try:
         yield device
     finally:
