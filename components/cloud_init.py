@@ -44,8 +44,8 @@ PROBE_INTERVAL_S = 5
 
 # The volume is attached only after the instance is running, so cloud-init waits for it. A
 # filesystem is made only on a volume that low-level probing reports as blank (`blkid -p` exits
-# 2: nothing found), so a replaced instance finds its data again. Any other outcome (an I/O
-# error just after attach, an ambiguous signature: exits 4 and 8) is probed again a few times,
+# 2: nothing found) and that reads, so a replaced instance finds its data again. Any other
+# outcome (no size or an I/O error just after attach, an ambiguous signature) is probed again,
 # then stops the boot before anything is formatted: mke2fs asks no question without a
 # terminal. The filesystem is made with the label the fstab line mounts by. That line is
 # `nofail` (a later boot without the volume must still come up), and with `nofail` mount(8)
@@ -60,10 +60,18 @@ if [ ! -b {DATA_DEVICE} ]; then
   echo "data volume {DATA_DEVICE} did not appear" >&2
   exit 1
 fi
+# blkid -p exits 2 as well when it cannot open or read the device, so it is asked only about
+# a device that has a size and whose first MiB reads; otherwise the answer is 4 (an error).
+probe_volume() {{
+  size=$(blockdev --getsize64 {DATA_DEVICE}) || return 4
+  [ "$size" -gt 0 ] || return 4
+  dd if={DATA_DEVICE} of=/dev/null bs=1M count=1 iflag=direct status=none || return 4
+  blkid -p {DATA_DEVICE} >&2
+}}
 attempt=1
 while :; do
   probe=0
-  blkid -p {DATA_DEVICE} >&2 || probe=$?
+  probe_volume || probe=$?
   case $probe in 0 | 2) break ;; esac
   [ "$attempt" -lt {PROBE_ATTEMPTS} ] || break
   attempt=$((attempt + 1))
@@ -73,7 +81,7 @@ case $probe in
   0) ;;
   2) mkfs.ext4 -q -L {DATA_LABEL} {DATA_DEVICE} ;;
   *)
-    echo "blkid -p {DATA_DEVICE} exited $probe: not formatted, not mounted" >&2
+    echo "{DATA_DEVICE}: unreadable or ambiguous (probe $probe): not formatted, not mounted" >&2
     exit 1
     ;;
 esac

@@ -47,11 +47,12 @@ def _attach(losetup: str, backing: Path) -> str:
 
 
 @contextlib.contextmanager
-def loop_device(backing: Path) -> Iterator[str]:
-    """A blank loop device of VOLUME_MB over `backing` (made here); its path."""
+def loop_device(backing: Path, size_mb: int = VOLUME_MB) -> Iterator[str]:
+    """A blank loop device of `size_mb` over `backing` (made here); its path. With 0 it is a
+    device with no size, as an attached volume can be before it is ready."""
     losetup = daemons.require_program("losetup")
     with backing.open("wb") as sparse:
-        sparse.truncate(VOLUME_MB * 1024 * 1024)
+        sparse.truncate(size_mb * 1024 * 1024)
     device = _attach(losetup, backing)
     try:
         yield device

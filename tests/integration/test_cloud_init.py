@@ -106,7 +106,8 @@ FIRST_BOOT = Path(__file__).with_name("first_boot.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 ATTACHMENT = "oci:Core/volumeAttachment:VolumeAttachment"
 BOOT_TIMEOUT_S = 120
-# Each stand-in logs its call; apt-helper is the egress probe, which always answers here.
+# Each stand-in logs its call; apt-helper is the egress probe, which always answers here, and
+# mkfs.ext4 logs its call and runs the real one.
 _BOOT_STAND_INS = ("apt-get", "usermod", "systemctl")
 
 
@@ -136,9 +137,11 @@ def _boot(
     calls = workdir / "calls.log"
     scripts = {name: f'echo "{name} $*" >>{calls}' for name in _BOOT_STAND_INS}
     scripts["apt-helper"] = "exit 0"
+    scripts["sleep"] = f'echo "sleep $*" >>{calls}'  # the waits, logged and not waited
+    mkfs = daemons.require_program("mkfs.ext4")
+    scripts["mkfs.ext4"] = f'echo "mkfs.ext4 $*" >>{calls}\nexec {mkfs} "$@"'
     if failing_blkid is not None:
         scripts["blkid"] = f'echo "blkid $*" >>{calls}\nexit {failing_blkid}'
-        scripts["sleep"] = f'echo "sleep $*" >>{calls}'  # the waits between probes, logged
     for name, body in scripts.items():
         path = bin_dir / name
         path.write_text(f"#!/bin/sh\n{body}\n")
@@ -147,7 +150,7 @@ def _boot(
     spec = {
         "user_data": str(workdir / "user-data"),
         "device": device,
-        "attach_as": run.one(ATTACHMENT).inputs["device"],
+        "attach_as": _attached_as(run),
         "bin": str(bin_dir),
         "work": str(workdir),
         "report": str(workdir / "report.json"),
@@ -168,6 +171,11 @@ def _boot(
     return Boot(report["error"], report["mounted"], report["files"], logged)
 
 
+def _attached_as(run: ProgramRun) -> str:
+    """The device path the volume attachment gives the volume on the instance."""
+    return str(run.one(ATTACHMENT).inputs["device"])
+
+
 @pytest.fixture
 def volume(tmp_path: Path) -> Iterator[str]:
     with loopdev.loop_device(tmp_path / "volume.img") as device:
@@ -181,6 +189,8 @@ def test_a_blank_volume_is_formatted_once_and_keeps_its_files(
     first = _boot(program_run, volume, tmp_path / "boot-1", add_files={"state": "kept\n"})
     assert first.error is None
     assert first.mounted == volume
+    [made_by] = [call for call in first.calls if call.startswith("mkfs")]
+    assert made_by == f"mkfs.ext4 -q -L ai-swarm-data {_attached_as(program_run)}"
     _, made = loopdev.probe(volume)
     assert made["TYPE"] == "ext4"
     assert made["LABEL"] == loopdev.fstab_label(user_data(program_run))
@@ -189,6 +199,7 @@ def test_a_blank_volume_is_formatted_once_and_keeps_its_files(
         boot = _boot(program_run, volume, tmp_path / again)
         assert boot.error is None
         assert boot.mounted == volume
+        assert not [call for call in boot.calls if call.startswith("mkfs")]
         assert boot.files == ["lost+found", "state"]
         assert loopdev.probe(volume)[1]["UUID"] == made["UUID"]
 
@@ -201,6 +212,7 @@ def test_every_runcmd_step_runs_in_order(
     boot = _boot(program_run, volume, tmp_path / "boot")
     assert boot.error is None
     assert boot.calls == [
+        f"mkfs.ext4 -q -L ai-swarm-data {_attached_as(program_run)}",
         "apt-get -o Acquire::Retries=3 update",
         "apt-get -o Acquire::Retries=3 install -y --no-install-recommends "
         "docker.io unattended-upgrades",
@@ -219,7 +231,7 @@ def test_a_failed_probe_formats_nothing_and_fails_the_boot(
     assert loopdev.probe(volume)[0] == 2  # still blank
     # Six probes 5 s apart (an attachment may take a moment to settle), then the boot stops
     # there: no packages, no Docker.
-    probes = [f"blkid -p {program_run.one(ATTACHMENT).inputs['device']}", "sleep 5"] * 6
+    probes = [f"blkid -p {_attached_as(program_run)}", "sleep 5"] * 6
     assert blank.calls == probes[:-1]
 
     kept = _boot(program_run, volume, tmp_path / "made", add_files={"state": "kept\n"})
@@ -240,3 +252,13 @@ def test_a_volume_with_another_filesystem_is_not_formatted(
     assert boot.error is not None  # nothing to mount by the data label: the boot fails
     assert boot.mounted is None and boot.calls == []
     assert loopdev.probe(volume)[1] == before
+
+
+def test_a_volume_not_ready_yet_is_not_formatted(program_run: ProgramRun, tmp_path: Path) -> None:
+    """A device that is there but has no size yet: `blkid -p` finds nothing on it (exit 2),
+    as on a blank volume, yet it is probed again, never formatted, and the boot fails."""
+    with loopdev.loop_device(tmp_path / "empty.img", size_mb=0) as not_ready:
+        assert loopdev.probe(not_ready)[0] == 2
+        boot = _boot(program_run, not_ready, tmp_path / "boot")
+    assert boot.error is not None and boot.mounted is None
+    assert boot.calls == ["sleep 5"] * 5
