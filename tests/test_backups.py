@@ -168,7 +168,7 @@ def test_pg_dump_is_installed_after_postgres_and_again_on_a_new_instance(
 ) -> None:
     installer = always_free_run.one(COMMAND, PG_DUMP)
     assert installer.inputs["create"] == installer.inputs["update"]
-    assert f"enable --now {backups.DUMP_UNIT}.timer" in installer.inputs["create"]
+    assert "enable --now ai-swarm-pg-dump.timer" in installer.inputs["create"]
     instance = always_free_run.one(INSTANCE)
     postgres = [r for r in always_free_run.of_type(CONTAINER) if r.inputs["name"] == "postgres"]
     assert postgres[0].urn in installer.dependencies
