@@ -3,9 +3,10 @@ free allowance, and a nightly logical `pg_dump` of every PostgreSQL database ont
 
 The volume backups are crash-consistent copies of the whole volume, taken by OCI. The dumps are
 the unit of restore for a single database (and the way across a PostgreSQL major version): a
-systemd timer on the host runs `ai-swarm-pg-dump` at 03:00 UTC, which dumps every database but
-the templates, in custom format, into `/mnt/data/backups/postgres` and keeps the newest seven of
-each. The default volume backup is taken after it, so each volume backup holds fresh dumps too.
+systemd timer on the host runs `ai-swarm-pg-dump` every night an hour before the volume backups'
+hour (03:00 UTC with the default 04:00), which dumps every database but the templates, in custom
+format, into `/mnt/data/backups/postgres` and keeps the newest seven of each. Every volume backup
+is taken an hour after a dump, so each one holds fresh dumps too.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ DUMPS_KEPT = 7
 DUMP_UNIT = "ai-swarm-pg-dump"
 DUMP_SCRIPT_PATH = f"/usr/local/sbin/{DUMP_UNIT}"
 SYSTEMD_DIR = "/etc/systemd/system"
-DUMP_TIME = "03:00:00 UTC"
+# The dump runs this long before the volume backup's hour: time for the dumps to finish first.
+DUMP_LEAD_HOURS = 1
 # How the host runs a command inside the Postgres container (its main and only container).
 IN_POSTGRES = f"docker exec {CATALOG['postgres'].containers[0]}"
 # The image's `local` connections use scram-sha-256 too, so a client inside the container needs
@@ -127,22 +129,30 @@ Nice=10
 IOSchedulingClass=idle
 """
 
-DUMP_TIMER = f"""[Unit]
+
+def dump_timer(schedule: BackupSchedule) -> str:
+    """The nightly timer: DUMP_LEAD_HOURS before the volume backup's hour, every day (so also
+    on the backup's day, whatever its period), in UTC as the backup policy is. `Persistent`
+    runs a dump the host missed while it was down as soon as it is up again."""
+    hour = (schedule.hour_of_day - DUMP_LEAD_HOURS) % 24
+    return f"""[Unit]
 Description=ai-swarm: nightly pg_dump of every PostgreSQL database
 
 [Timer]
-OnCalendar=*-*-* {DUMP_TIME}
+OnCalendar=*-*-* {hour:02d}:00:00 UTC
 Persistent=true
 
 [Install]
 WantedBy=timers.target
 """
 
-DUMP_FILES: tuple[HostFile, ...] = (
-    HostFile(DUMP_SCRIPT_PATH, DUMP_SCRIPT, "0755"),
-    HostFile(f"{SYSTEMD_DIR}/{DUMP_UNIT}.service", DUMP_SERVICE),
-    HostFile(f"{SYSTEMD_DIR}/{DUMP_UNIT}.timer", DUMP_TIMER),
-)
+
+def dump_files(schedule: BackupSchedule) -> tuple[HostFile, ...]:
+    return (
+        HostFile(DUMP_SCRIPT_PATH, DUMP_SCRIPT, "0755"),
+        HostFile(f"{SYSTEMD_DIR}/{DUMP_UNIT}.service", DUMP_SERVICE),
+        HostFile(f"{SYSTEMD_DIR}/{DUMP_UNIT}.timer", dump_timer(schedule)),
+    )
 
 
 def restore_command(dump_path: str) -> str:
@@ -166,9 +176,6 @@ def render_install_script(files: Sequence[HostFile]) -> str:
         ],
         then=["sudo systemctl daemon-reload", f"sudo systemctl enable --now {DUMP_UNIT}.timer"],
     )
-
-
-INSTALL_SCRIPT = render_install_script(DUMP_FILES)
 
 
 @dataclass(frozen=True)
@@ -242,12 +249,13 @@ class Backups(pulumi.ComponentResource):
         """Install the dump script and its units on the host, again on a new instance or when
         their text changes. `update` is the install itself: without one, pulumi-command
         replaces the resource on a change (pulumi-command 1.2.1, remote.Command `triggers`)."""
-        digest = hashlib.sha256(INSTALL_SCRIPT.encode()).hexdigest()
+        install = render_install_script(dump_files(args.schedule))
+        digest = hashlib.sha256(install.encode()).hexdigest()
         return command.remote.Command(
             f"{name}-pg-dump",
             connection=args.connection,
-            create=INSTALL_SCRIPT,
-            update=INSTALL_SCRIPT,
+            create=install,
+            update=install,
             triggers=[args.instance_id, digest],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[postgres]),
         )

@@ -37,9 +37,19 @@ EGRESS_WAIT_TRIES = 30
 EGRESS_WAIT_INTERVAL_S = 10
 APT_ATTEMPTS = 5
 APT_RETRY_INTERVAL_S = 30
+# A probe of the data volume that neither finds a filesystem nor finds it blank is tried again:
+# 6 probes 5 s apart, about 30 s for an attachment to settle.
+PROBE_ATTEMPTS = 6
+PROBE_INTERVAL_S = 5
 
 # The volume is attached only after the instance is running, so cloud-init waits for it. A
-# filesystem is made only on a volume that has none: a replaced instance finds its data again.
+# filesystem is made only on a volume that low-level probing reports as blank (`blkid -p` exits
+# 2: nothing found) and that reads, so a replaced instance finds its data again. Any other
+# outcome (no size or an I/O error just after attach, an ambiguous signature) is probed again,
+# then stops the boot before anything is formatted: mke2fs asks no question without a
+# terminal. The filesystem is made with the label the fstab line mounts by. That line is
+# `nofail` (a later boot without the volume must still come up), and with `nofail` mount(8)
+# exits 0 when no device has the label: the script checks that something is mounted.
 _PREPARE_DATA = f"""#!/bin/sh
 set -eu
 for _ in $(seq 1 180); do
@@ -50,11 +60,37 @@ if [ ! -b {DATA_DEVICE} ]; then
   echo "data volume {DATA_DEVICE} did not appear" >&2
   exit 1
 fi
-if ! blkid {DATA_DEVICE} >/dev/null 2>&1; then
-  mkfs.ext4 -q -L {DATA_LABEL} {DATA_DEVICE}
-fi
+# blkid -p exits 2 as well when it cannot open or read the device, so it is asked only about
+# a device that has a size and whose first MiB reads; otherwise the answer is 4 (an error).
+probe_volume() {{
+  size=$(blockdev --getsize64 {DATA_DEVICE}) || return 4
+  [ "$size" -gt 0 ] || return 4
+  dd if={DATA_DEVICE} of=/dev/null bs=1M count=1 iflag=direct status=none || return 4
+  blkid -p {DATA_DEVICE} >&2
+}}
+attempt=1
+while :; do
+  probe=0
+  probe_volume || probe=$?
+  case $probe in 0 | 2) break ;; esac
+  [ "$attempt" -lt {PROBE_ATTEMPTS} ] || break
+  attempt=$((attempt + 1))
+  sleep {PROBE_INTERVAL_S}
+done
+case $probe in
+  0) ;;
+  2) mkfs.ext4 -q -L {DATA_LABEL} {DATA_DEVICE} ;;
+  *)
+    echo "{DATA_DEVICE}: unreadable or ambiguous (probe $probe): not formatted, not mounted" >&2
+    exit 1
+    ;;
+esac
 mkdir -p {DATA_ROOT}
 mountpoint -q {DATA_ROOT} || mount {DATA_ROOT}
+if ! mountpoint -q {DATA_ROOT}; then
+  echo "no filesystem labelled {DATA_LABEL} to mount at {DATA_ROOT}" >&2
+  exit 1
+fi
 """
 
 # The instance has no public address until the reserved IP is bound to its VNIC, which happens
@@ -142,7 +178,10 @@ def cloud_config() -> dict[str, Any]:
         ],
         # The volume is mounted before Docker is installed: the package starts Docker, which
         # the drop-in above holds back until /mnt/data is mounted.
+        # cloud-init runs `runcmd` as one `sh` script: `set -e` ends it at the first command
+        # that fails, so the boot reports an error instead of starting Docker without its data.
         "runcmd": [
+            "set -e",
             [PREPARE_DATA_SCRIPT],
             [INSTALL_PACKAGES_SCRIPT],
             ["usermod", "-aG", "docker", SSH_USER],

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_oci as oci
 
-from components.cloud_init import DATA_DEVICE, DATA_ROOT, render_user_data
+from components.cloud_init import DATA_DEVICE, DATA_LABEL, DATA_ROOT, render_user_data
 from components.ssh import SSH_USER, known_hosts_options
 
 __all__ = [
@@ -31,6 +31,26 @@ UBUNTU = ("Canonical Ubuntu", "24.04")
 CLOUD_INIT_WAIT_SECONDS = 1800
 
 
+# /mnt/data must be the data volume itself: a mount of anything else (or none: the boot disk's
+# empty directory) would let the services start on a blank state. The volume is known by the
+# label its filesystem was made with; a write shows the mount is not read-only (ext4 remounts
+# read-only after an error).
+_VOLUME_CHECK = f"""source=$(findmnt --noheadings --output SOURCE --mountpoint {DATA_ROOT}) || {{
+  echo "{DATA_ROOT} is not mounted" >&2
+  exit 1
+}}
+label=$(sudo blkid -p -s LABEL -o value "$source") || label=""
+if [ "$label" != "{DATA_LABEL}" ]; then
+  echo "{DATA_ROOT} is $source (label '$label'), not the data volume {DATA_LABEL}" >&2
+  exit 1
+fi
+written=$(sudo mktemp -p {DATA_ROOT} .ai-swarm-ready.XXXXXX) || {{
+  echo "{DATA_ROOT} is not writable" >&2
+  exit 1
+}}
+sudo rm -f -- "$written"
+"""
+
 # `cloud-init status --wait` exits 2 when boot finished with recoverable errors ("degraded").
 _READY_SCRIPT = f"""set -u
 rc=0
@@ -40,8 +60,7 @@ if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then
   sudo cloud-init status --long >&2
   exit 1
 fi
-mountpoint -q {DATA_ROOT} || {{ echo "{DATA_ROOT} is not mounted" >&2; exit 1; }}
-sg docker -c 'docker info --format "docker {{{{.ServerVersion}}}} ready"'
+{_VOLUME_CHECK}sg docker -c 'docker info --format "docker {{{{.ServerVersion}}}} ready"'
 """
 
 

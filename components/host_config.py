@@ -80,13 +80,17 @@ def install_files_script(
     files: Sequence[HostFile], then: Sequence[str], before: Sequence[str] = ()
 ) -> str:
     """A shell script that runs the commands `before`, writes `files` as root (each replaced in
-    one rename, so a reader never sees half a file), then runs the commands `then`."""
+    one rename, so a reader never sees half a file), then runs the commands `then`.
+
+    Each file is written beside its place and renamed over it only once whole: a write that
+    fails (a full disk, a dropped connection) leaves the old file as it was, removes the
+    partial one and ends the script."""
     lines = [
         "set -eu",
         *before,
         "put() {",
         '  sudo install -d -m 0755 "$(dirname "$2")"',
-        '  sudo tee "$2.ai-swarm-new" >/dev/null',
+        '  sudo tee "$2.ai-swarm-new" >/dev/null || { sudo rm -f "$2.ai-swarm-new"; return 1; }',
         '  sudo chmod "$1" "$2.ai-swarm-new"',
         '  sudo mv -f "$2.ai-swarm-new" "$2"',
         "}",
@@ -239,13 +243,35 @@ MaxStartups {MAX_STARTUPS}
 """
 
 
+# The drop-in in force before an install, kept until sshd accepts the new one. sshd reads
+# `sshd_config.d/*.conf` only, so neither this nor put()'s temporary file is ever read by sshd.
+SSHD_DROP_IN_KEPT = f"{SSHD_DROP_IN}.ai-swarm-old"
+
+
 def sshd_install_script() -> str:
     """Install the sshd drop-in, check the whole configuration, and reload sshd (running
-    sessions stay). A configuration sshd rejects is removed again before anything reloads."""
+    sessions stay). When sshd rejects the configuration, the drop-in in force before is put
+    back (or the new one removed, when there was none) before anything reloads: a later
+    restart of sshd (a reboot) must not find a configuration it refuses."""
     return install_files_script(
         [HostFile(SSHD_DROP_IN, SSHD_DROP_IN_TEXT)],
+        before=[
+            f"sudo rm -f {SSHD_DROP_IN_KEPT}",
+            f"if sudo test -e {SSHD_DROP_IN}; then",
+            f"  sudo cp -p {SSHD_DROP_IN} {SSHD_DROP_IN_KEPT}",
+            "fi",
+        ],
         then=[
-            f"sudo sshd -t || {{ sudo rm -f {SSHD_DROP_IN}; exit 1; }}",
+            "if ! sudo sshd -t; then",
+            f"  if sudo test -e {SSHD_DROP_IN_KEPT}; then",
+            f"    sudo mv -f {SSHD_DROP_IN_KEPT} {SSHD_DROP_IN}",
+            "  else",
+            f"    sudo rm -f {SSHD_DROP_IN}",
+            "  fi",
+            '  echo "sshd -t rejects the new drop-in: the one in force before is kept" >&2',
+            "  exit 1",
+            "fi",
+            f"sudo rm -f {SSHD_DROP_IN_KEPT}",
             "sudo systemctl try-reload-or-restart ssh.service",
         ],
     )

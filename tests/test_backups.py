@@ -15,7 +15,6 @@ from google.protobuf import json_format, struct_pb2
 
 from components import backups
 from components.config import ConfigError
-from components.host_config import HostFile
 from dryrun.engine import UNKNOWN, ProgramError, ProgramRun, Registration, run_program
 from dryrun.policy import PolicyReport, evaluate
 
@@ -168,7 +167,8 @@ def test_pg_dump_is_installed_after_postgres_and_again_on_a_new_instance(
     always_free_run: ProgramRun,
 ) -> None:
     installer = always_free_run.one(COMMAND, PG_DUMP)
-    assert installer.inputs["create"] == installer.inputs["update"] == backups.INSTALL_SCRIPT
+    assert installer.inputs["create"] == installer.inputs["update"]
+    assert "enable --now ai-swarm-pg-dump.timer" in installer.inputs["create"]
     instance = always_free_run.one(INSTANCE)
     postgres = [r for r in always_free_run.of_type(CONTAINER) if r.inputs["name"] == "postgres"]
     assert postgres[0].urn in installer.dependencies
@@ -187,11 +187,10 @@ def test_a_new_instance_or_new_text_reinstalls() -> None:
     other = run_program(overrides={"availabilityDomain": "2"}).one(COMMAND, PG_DUMP)
     other = other.inputs["triggers"]
     assert other[0] != base[0] and other[1] == base[1]
-    script, *units = backups.DUMP_FILES
-    edited = backups.render_install_script(
-        [HostFile(script.path, script.content + "\n", script.mode), *units]
-    )
-    assert edited != backups.INSTALL_SCRIPT
+    # Another backup hour moves the dump timer: new text, so the install runs again.
+    moved = run_program(overrides={"backups": json.dumps({"hourOfDay": 10})}).one(COMMAND, PG_DUMP)
+    assert moved.inputs["triggers"][0] == base[0] and moved.inputs["triggers"][1] != base[1]
+    assert "OnCalendar=*-*-* 09:00:00 UTC" in moved.inputs["create"]
 
 
 def test_the_install_carries_no_secret(always_free_run: ProgramRun) -> None:

@@ -103,7 +103,8 @@ def test_readiness_gate_waits_for_cloud_init_docker_and_the_mount(
     ready = always_free_run.one(READY, "host-ready")
     script = ready.inputs["create"]
     assert "cloud-init status --wait" in script
-    assert "mountpoint -q /mnt/data" in script
+    # Which volume it accepts: tests/integration/test_host_scripts.py runs it on loop devices.
+    assert "--mountpoint /mnt/data" in script
     assert "docker info" in script
     connection = ready.inputs["connection"]
     assert connection["dialErrorLimit"] == -1
@@ -198,7 +199,8 @@ def test_user_data_mounts_the_data_volume_without_blocking_boot(
     assert (device, mount_point, fs_type) == ("LABEL=ai-swarm-data", "/mnt/data", "ext4")
     assert "nofail" in options.split(",")
     prepare = files["/usr/local/sbin/ai-swarm-prepare-data"]
-    assert "if ! blkid /dev/oracleoci/oraclevdb" in prepare["content"]  # format only if blank
+    # What it formats: tests/integration/test_cloud_init.py boots it on loop devices.
+    assert "blkid -p /dev/oracleoci/oraclevdb" in prepare["content"]
     assert [prepare["path"]] in document["runcmd"]
 
 

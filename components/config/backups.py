@@ -46,8 +46,9 @@ _FIELDS = ("enabled", "keep", "period", "type", "dayOfWeek", "dayOfMonth", "hour
 class BackupSchedule:
     """The data volume's backups: one every `period`, the newest `keep` kept.
 
-    The defaults take a weekly incremental on Sunday at 04:00 UTC, after the nightly `pg_dump`
-    (03:00 UTC), so that each volume backup holds the latest dumps too; four are kept, which
+    The defaults take a weekly incremental on Sunday at 04:00 UTC, an hour after the nightly
+    `pg_dump` (which follows `hour_of_day`), so each volume backup holds fresh dumps; four are
+    kept, which
     leaves one free backup for a manual one (before an upgrade, say).
     """
 

@@ -1,9 +1,10 @@
 """The shell the host runs: the first-boot scripts (cloud-init), the readiness gate and the
 host settings (SSH).
 
-shellcheck reads them all; the readiness gate also runs, with stand-ins for the host's commands,
-to show which cloud-init outcomes let `pulumi up` go on, and the package script runs in a test
-host whose egress is absent and then present.
+shellcheck reads them all; the readiness gate also runs, with stand-ins for cloud-init and
+Docker, in a private mount namespace on real mounts of a loop device, to show which outcomes let
+`pulumi up` go on; the package script runs in a test host whose egress is absent and then
+present; the sshd settings install with the real `sshd -t` over a private /etc/ssh.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,9 +26,10 @@ from components.cloud_init import (
     PACKAGES,
     PREPARE_DATA_SCRIPT,
 )
+from components.host import DATA_ROOT
 from dryrun.engine import ProgramRun
 from tests.helpers import command_script, installed_files, user_data
-from tests.integration import daemons
+from tests.integration import daemons, loopdev
 from tests.integration.netns import ADMIN_ADDRESS, netns_hosts, serving_http
 
 COMMAND = "command:remote:Command"
@@ -98,24 +102,89 @@ def _stand_ins(bin_dir: Path, cloud_init_exit: int, mounted: bool) -> None:
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-@pytest.mark.parametrize(
-    ("cloud_init_exit", "mounted", "ready"),
-    [(0, True, True), (2, True, True), (1, True, False), (0, False, False)],
-)
-def test_readiness_gate_outcomes(
-    program_run: ProgramRun, tmp_path: Path, cloud_init_exit: int, mounted: bool, ready: bool
-) -> None:
-    _stand_ins(tmp_path, cloud_init_exit, mounted)
+def _gate(
+    run: ProgramRun, tmp_path: Path, data: str, cloud_init_exit: int = 0, after: str = "true"
+) -> GateRun:
+    """The readiness gate in a private mount namespace whose /mnt/data is set up by `data` (a
+    shell step: mounts the volume or not), `after` run once it is done; cloud-init and Docker
+    are stand-ins, `findmnt`, `blkid` and `mktemp` the real ones."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stand_ins(bin_dir, cloud_init_exit, mounted=True)
+    (bin_dir / "mountpoint").unlink()  # the real one: whatever the gate asks, it asks the kernel
+    host = (
+        f"mount -t tmpfs gate /mnt && mkdir {DATA_ROOT} && {data} || exit 100\n"
+        f'bash -c "$0"; gate=$?; {after}; exit "$gate"'
+    )
     result = subprocess.run(
-        ["bash", "-c", _ready_script(program_run)],
-        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        [daemons.require_program("unshare"), "--mount", "sh", "-c", host, _ready_script(run)],
+        env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         check=False,
     )
-    assert (result.returncode == 0) is ready, result.stderr
-    assert ("docker info" in result.stdout) is ready
+    return GateRun(result.returncode == 0, result.stdout, result.stderr)
+
+
+@dataclass(frozen=True)
+class GateRun:
+    passed: bool
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def data_volume(program_run: ProgramRun, tmp_path: Path) -> Iterator[str]:
+    """A loop device with the filesystem the first boot makes (its label as the fstab names it)."""
+    with loopdev.loop_device(tmp_path / "volume.img") as device:
+        loopdev.make_ext4(device, loopdev.fstab_label(user_data(program_run)))
+        yield device
+
+
+@pytest.mark.parametrize(("cloud_init_exit", "ready"), [(0, True), (2, True), (1, False)])
+def test_readiness_gate_outcomes(
+    program_run: ProgramRun, tmp_path: Path, data_volume: str, cloud_init_exit: int, ready: bool
+) -> None:
+    gate = _gate(program_run, tmp_path, f"mount {data_volume} {DATA_ROOT}", cloud_init_exit)
+    assert gate.passed is ready, gate.stderr
+    assert ("docker info" in gate.stdout) is ready
+    assert ("cloud-init did not finish" in gate.stderr) is not ready
+
+
+def test_the_gate_passes_on_the_data_volume_and_leaves_nothing_on_it(
+    program_run: ProgramRun, tmp_path: Path, data_volume: str
+) -> None:
+    listing = tmp_path / "listing"
+    gate = _gate(
+        program_run,
+        tmp_path,
+        f"mount {data_volume} {DATA_ROOT}",
+        after=f"ls -A {DATA_ROOT} >{listing}",
+    )
+    assert gate.passed, gate.stderr
+    assert "docker info" in gate.stdout
+    # The write probe is gone again: only what mkfs.ext4 makes is on the volume.
+    assert listing.read_text().split() == ["lost+found"]
+
+
+@pytest.mark.parametrize(
+    ("data", "refusal"),
+    [
+        ("true", "/mnt/data is not mounted"),  # the boot disk's empty directory
+        ("mount -t tmpfs other /mnt/data", "not the data volume"),
+        ("mount -o ro {device} /mnt/data", "/mnt/data is not writable"),
+        ("e2label {device} other-data && mount {device} /mnt/data", "(label 'other-data')"),
+    ],
+    ids=["plain-directory", "another-filesystem", "read-only", "wrong-label"],
+)
+def test_the_gate_refuses_anything_but_the_writable_data_volume(
+    program_run: ProgramRun, tmp_path: Path, data_volume: str, data: str, refusal: str
+) -> None:
+    gate = _gate(program_run, tmp_path, data.format(device=data_volume))
+    assert not gate.passed
+    assert refusal in gate.stderr
+    assert "docker info" not in gate.stdout
 
 
 @pytest.mark.parametrize("mounted", [True, False])
@@ -212,3 +281,139 @@ def test_without_egress_the_wait_and_the_retries_are_bounded(
     assert len([line for line in calls if line.startswith("sleep")]) == (
         EGRESS_WAIT_TRIES - 1 + APT_ATTEMPTS - 1
     )
+
+
+# --- Host settings installed over SSH: put() and the sshd drop-in -----------------------------
+
+SSHD_NAME = "host-settings-sshd"
+# An sshd_config as Ubuntu ships it, in short: drop-ins first, then the host's own settings.
+_SSHD_CONFIG = """Include /etc/ssh/sshd_config.d/*.conf
+HostKey /etc/ssh/ssh_host_ed25519_key
+KbdInteractiveAuthentication no
+UsePAM yes
+Subsystem sftp /usr/lib/openssh/sftp-server
+"""
+OLD_DROP_IN = "# in force before this install\nMaxStartups 20:30:60\n"
+
+
+@dataclass(frozen=True)
+class SshHost:
+    """A stand-in for the host's /etc/ssh, bound over the real one while a script runs."""
+
+    etc_ssh: Path
+    bin_dir: Path
+
+    @property
+    def drop_in_dir(self) -> Path:
+        return self.etc_ssh / "sshd_config.d"
+
+    @property
+    def systemctl_log(self) -> Path:
+        return self.bin_dir / "systemctl.log"
+
+    def at(self, host_path: str) -> Path:
+        return self.etc_ssh / Path(host_path).relative_to("/etc/ssh")
+
+    def run(self, script: str) -> subprocess.CompletedProcess[str]:
+        """`script` as SSH runs it (bash), in a private mount namespace whose /etc/ssh is ours
+        and whose /run has sshd's privilege separation directory; the real `sshd`."""
+        host = (
+            "mount -t tmpfs ssh-run /run && mkdir -m 0755 /run/sshd && "
+            f'mount --bind {self.etc_ssh} /etc/ssh && exec bash -c "$0"'
+        )
+        return subprocess.run(
+            [daemons.require_program("unshare"), "--mount", "sh", "-c", host, script],
+            env={"PATH": f"{self.bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def sshd_accepts(self) -> bool:
+        return self.run("sshd -t").returncode == 0
+
+
+def _stand_in(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def ssh_host(tmp_path: Path) -> SshHost:
+    made = SshHost(tmp_path / "etc-ssh", tmp_path / "bin")
+    made.drop_in_dir.mkdir(parents=True)
+    made.bin_dir.mkdir()
+    (made.etc_ssh / "sshd_config").write_text(_SSHD_CONFIG)
+    key = made.etc_ssh / "ssh_host_ed25519_key"
+    keygen = [daemons.require_program("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f"]
+    subprocess.run([*keygen, str(key)], check=True, capture_output=True, timeout=30)
+    _stand_in(made.bin_dir, "sudo", 'exec "$@"')
+    _stand_in(made.bin_dir, "systemctl", f'echo "systemctl $*" >>{made.systemctl_log}')
+    assert made.sshd_accepts()  # the configuration before any install is sound
+    return made
+
+
+def _sshd_install(run: ProgramRun) -> tuple[str, str]:
+    """The sshd install command as registered, and the drop-in path it writes."""
+    script = command_script(run, SSHD_NAME)
+    [path] = installed_files(script)
+    return script, path
+
+
+@pytest.mark.parametrize("before", [None, OLD_DROP_IN], ids=["first-install", "over-an-old-one"])
+def test_sshd_drop_in_is_installed_and_sshd_reloaded(
+    program_run: ProgramRun, ssh_host: SshHost, before: str | None
+) -> None:
+    script, path = _sshd_install(program_run)
+    if before is not None:
+        ssh_host.at(path).write_text(before)
+    for _ in range(2):  # idempotent
+        done = ssh_host.run(script)
+        assert done.returncode == 0, done.stderr
+    assert ssh_host.at(path).read_text() == installed_files(script)[path]
+    assert [p.name for p in ssh_host.drop_in_dir.iterdir()] == [Path(path).name]
+    assert ssh_host.systemctl_log.read_text().splitlines() == 2 * [
+        "systemctl try-reload-or-restart ssh.service"
+    ]
+    assert ssh_host.sshd_accepts()
+
+
+@pytest.mark.parametrize("before", [None, OLD_DROP_IN], ids=["first-install", "over-an-old-one"])
+def test_a_drop_in_sshd_rejects_leaves_the_old_one_and_no_reload(
+    program_run: ProgramRun, ssh_host: SshHost, before: str | None
+) -> None:
+    """The same script with a drop-in the real `sshd -t` refuses: the host keeps the drop-in it
+    had (or none), so a restart of sshd still finds a configuration it accepts."""
+    script, path = _sshd_install(program_run)
+    rendered = installed_files(script)[path]
+    broken = script.replace(rendered, rendered + "MaxStartups not-a-number\n")
+    assert broken != script
+    if before is not None:
+        ssh_host.at(path).write_text(before)
+    done = ssh_host.run(broken)
+    assert done.returncode != 0
+    assert "MaxStartups" in done.stderr  # sshd's own complaint
+    assert "the one in force before is kept" in done.stderr
+    kept = ssh_host.at(path)
+    assert (kept.read_text() if kept.exists() else None) == before
+    assert [p.name for p in ssh_host.drop_in_dir.iterdir()] == ([kept.name] if before else [])
+    assert not ssh_host.systemctl_log.exists()
+    assert ssh_host.sshd_accepts()
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file(
+    program_run: ProgramRun, ssh_host: SshHost
+) -> None:
+    """put() with a writer (`tee`) that writes the first line and fails, as on a full disk:
+    the old file is untouched, no partial file is left, and the script stops there."""
+    script, path = _sshd_install(program_run)
+    ssh_host.at(path).write_text(OLD_DROP_IN)
+    _stand_in(ssh_host.bin_dir, "tee", 'head -n 1 >"$1"\nexit 1')
+    done = ssh_host.run(script)
+    assert done.returncode != 0
+    assert ssh_host.at(path).read_text() == OLD_DROP_IN
+    assert [p.name for p in ssh_host.drop_in_dir.glob("*.conf")] == [Path(path).name]
+    assert not list(ssh_host.drop_in_dir.glob("*.ai-swarm-new"))
+    assert not ssh_host.systemctl_log.exists()

@@ -11,19 +11,24 @@ against the server; its dumps are restored with the README's restore, and the ro
 
 from __future__ import annotations
 
+import configparser
+import json
 import re
 import stat
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from components import backups
 from components.host import DATA_ROOT
 from components.services import postgres as postgres_service
-from dryrun.engine import ProgramRun
+from dryrun.engine import ProgramRun, run_program
+from tests.helpers import installed_files
 from tests.integration import daemons
 from tests.integration.rendered import RenderedContainer
 
@@ -113,6 +118,14 @@ def _run(
     )
 
 
+def _installed_files(run: ProgramRun) -> dict[str, tuple[str, str]]:
+    """The files the install script writes: (mode, text) by host path."""
+    script = _install_script(run)
+    puts = re.findall(r"^put ([0-7]{4}) (\S+) <<", script, re.MULTILINE)
+    modes = {path: mode for mode, path in puts}
+    return {path: (modes[path], text) for path, text in installed_files(script).items()}
+
+
 def _install(run: ProgramRun, host: Host) -> subprocess.CompletedProcess[str]:
     return _run(["bash", "-c", host.retarget(_install_script(run))], host, {})
 
@@ -186,10 +199,10 @@ def test_install_writes_each_file_whole_and_enables_the_timer_every_time(
     for _ in range(2):  # the command runs again on a new instance or changed text
         done = _install(program_run, host)
         assert done.returncode == 0, done.stderr
-        for file in backups.DUMP_FILES:
-            written = host.at(file.path)
-            assert written.read_text() == host.retarget(file.content), file.path
-            assert oct(stat.S_IMODE(written.stat().st_mode)) == oct(int(file.mode, 8)), file.path
+        for path, (mode, content) in _installed_files(program_run).items():
+            written = host.at(path)
+            assert written.read_text() == host.retarget(content), path
+            assert oct(stat.S_IMODE(written.stat().st_mode)) == oct(int(mode, 8)), path
         assert sorted(p.name for p in host.at(backups.SYSTEMD_DIR).iterdir()) == [
             "ai-swarm-pg-dump.service",
             "ai-swarm-pg-dump.timer",
@@ -225,6 +238,89 @@ def test_units_pass_systemd_analyze_verify(installed: Path, host: Host, tmp_path
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout + done.stderr == ""  # not even a warning
+
+
+TIMER = f"{backups.SYSTEMD_DIR}/{backups.DUMP_UNIT}.timer"
+POLICY = "oci:Core/volumeBackupPolicy:VolumeBackupPolicy"
+WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+# A Friday: every schedule below has its next backup in the days after it.
+BASE = datetime(2027, 1, 1, 0, 30, tzinfo=UTC)
+# Room for the dumps to finish before the backup, and dumps no older than this in it.
+DUMP_HEAD_START = (timedelta(minutes=30), timedelta(hours=2))
+# ai-swarm:backups settings: the default (Sunday 04:00), and hours either side of the dump's.
+BACKUP_SETTINGS = [
+    {},
+    {"dayOfWeek": "WEDNESDAY", "hourOfDay": 23},
+    {"hourOfDay": 2},
+    {"period": "ONE_DAY", "hourOfDay": 0},
+    {"period": "ONE_MONTH", "dayOfMonth": 1, "hourOfDay": 3},
+]
+
+
+def _timer_section(run: ProgramRun) -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(_installed_files(run)[TIMER][1])
+    return parser["Timer"]
+
+
+def _next_backup(schedule: dict[str, Any], after: datetime) -> datetime:
+    """When OCI takes the policy's next backup after `after` (its STRUCTURED schedule)."""
+    assert schedule["offsetType"] == "STRUCTURED" and schedule["timeZone"] == "UTC"
+    # Numbers cross the engine's wire as floats.
+    at = after.replace(hour=int(schedule["hourOfDay"]), minute=0, second=0, microsecond=0)
+    if schedule["period"] == "ONE_DAY":
+        return at if at > after else at + timedelta(days=1)
+    if schedule["period"] == "ONE_WEEK":
+        ahead = (WEEKDAYS.index(schedule["dayOfWeek"]) - after.weekday()) % 7
+        at += timedelta(days=ahead)
+        return at if at > after else at + timedelta(weeks=1)
+    at = at.replace(day=int(schedule["dayOfMonth"]))
+    if at > after:
+        return at
+    return at.replace(year=at.year + at.month // 12, month=at.month % 12 + 1)
+
+
+def _next_elapse(on_calendar: str, after: datetime) -> datetime:
+    """systemd's next elapse of `on_calendar` after `after`, read in a time zone that is not
+    UTC: a timer without its own zone would follow the host's."""
+    done = subprocess.run(
+        [
+            daemons.require_program("systemd-analyze"),
+            "calendar",
+            "--iterations=1",
+            f"--base-time=@{int(after.timestamp())}",
+            on_calendar,
+        ],
+        env={"TZ": "Asia/Kolkata", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=daemons.COMMAND_TIMEOUT_S,
+        check=True,
+    )
+    [utc] = re.findall(r"\(in UTC\): \w+ (\S+ \S+) UTC", done.stdout)
+    return datetime.strptime(utc, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("settings", BACKUP_SETTINGS, ids=lambda s: json.dumps(s) or "{}")
+def test_each_volume_backup_is_taken_just_after_a_dump(settings: dict[str, Any]) -> None:
+    """The last dump before the policy's next backup (as systemd computes the timer) starts
+    between 30 minutes and 2 hours before it: the backup holds that night's dumps."""
+    run = run_program(overrides={"backups": json.dumps(settings)})
+    [schedule] = run.one(POLICY).inputs["schedules"]
+    backup = _next_backup(schedule, BASE)
+    [on_calendar] = _timer_section(run).get("OnCalendar", "").splitlines()
+    dump = _next_elapse(on_calendar, backup - timedelta(days=1))
+    low, high = DUMP_HEAD_START
+    assert low <= backup - dump <= high, (backup, dump)
+
+
+def test_a_dump_missed_while_the_host_was_down_runs_at_boot(program_run: ProgramRun) -> None:
+    """`Persistent=` as systemd reads a boolean: without it a stopped host skips that night's
+    dump, and the next volume backup holds day-old dumps. (No systemd manager runs here to
+    elapse the timer; the unit as installed is what it would read.)"""
+    timer = _timer_section(program_run)
+    assert timer.get("Persistent", "").strip().lower() in {"1", "yes", "y", "true", "t", "on"}
 
 
 # --- dump and restore ---------------------------------------------------------------------------
@@ -281,7 +377,18 @@ def test_keeps_the_newest_seven_of_each_database(
     host.dump_dir.mkdir(parents=True, exist_ok=True)
     for old in OLD_STAMPS:
         (host.dump_dir / f"litellm-{old}.dump").write_text("old")
-    unrelated = ["litellm-notes.txt", f"litellm2-{OLD_STAMPS[0]}.dump"]
+    # Files next to litellm's dumps that are not: other databases' dumps (names sharing its
+    # prefix, with and without a separator) and dumps made by hand. Some sort before the
+    # stamps, so a loose pattern would prune them first.
+    unrelated = [
+        "litellm-notes.txt",
+        f"litellm2-{OLD_STAMPS[0]}.dump",
+        f"litellm_old-{OLD_STAMPS[0]}.dump",
+        f"litellm-archive-{OLD_STAMPS[0]}.dump",
+        f"litellm-1999-{OLD_STAMPS[0]}.dump",
+        "litellm-2019-12-31-before-upgrade.dump",
+        "litellm-by-hand.dump",
+    ]
     for name in unrelated:
         (host.dump_dir / name).write_text("not a dump of litellm")
 
