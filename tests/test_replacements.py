@@ -166,7 +166,8 @@ SETTINGS: Mapping[str, tuple[dict[str, str], dict[str, str], set[str], set[str]]
     "backups.period": (_backups(period="ONE_MONTH", dayOfMonth=3), {}, set(), set()),
     "backups.type": (_backups(type="FULL"), {}, set(), set()),
     "backups.dayOfWeek": (_backups(dayOfWeek="SATURDAY"), {}, set(), set()),
-    "backups.hourOfDay": (_backups(hourOfDay=5), {}, set(), set()),
+    # The nightly dump runs an hour before the backup: a new timer, installed again.
+    "backups.hourOfDay": (_backups(hourOfDay=5), {}, {"backups-pg-dump"}, set()),
     "backups.enabled": (
         _backups(enabled=False),
         {},
