@@ -299,6 +299,7 @@ class Service(pulumi.ComponentResource):
                 drops=["ALL"], adds=privileges.capability_names
             ),
             security_opts=[NO_NEW_PRIVILEGES],
+            group_adds=[str(g.gid) for g in privileges.groups] or None,
             network_mode="host" if spec.host_view else None,
             pid_mode="host" if spec.host_view else None,
             mounts=[

@@ -17,8 +17,12 @@ occur:
 - The image runs its process as one user throughout (root or not) and writes only where that
   user owns the files: no capability at all.
 
-`runs_as` is the uid/gid the service process has after the entrypoint; files that hold secrets
-are uploaded 0600 with that owner, so the service (and only it) can read them.
+`runs_as` is the uid/gid the service process has after the entrypoint, and `groups` the
+supplementary groups Docker gives it (`group_add`); files that hold secrets are uploaded 0600
+with that owner, so the service (and only it) can read them. A file another container writes
+for it is readable through one of those groups, never through a capability: with
+DAC_READ_SEARCH, Docker's default seccomp profile allows `open_by_handle_at`, with which a root
+process opens any file of the host by its handle ("Shocker").
 """
 
 from __future__ import annotations
@@ -43,11 +47,19 @@ class ImageUser:
 
 
 @dataclass(frozen=True)
+class Group:
+    gid: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Privileges:
     runs_as: ImageUser
     capabilities: tuple[Capability, ...]
     # Where the facts come from: repository, path and the version read.
     sources: tuple[str, ...]
+    # Supplementary gids, each for a file another container's user writes for this one.
+    groups: tuple[Group, ...] = ()
 
     @property
     def capability_names(self) -> list[str]:
@@ -120,15 +132,18 @@ PRIVILEGES: Mapping[str, Privileges] = {
         capabilities=(),
         sources=("prometheus/node_exporter Dockerfile",),
     ),
-    # BerriAI/litellm Dockerfile: no USER (root); docker/prod_entrypoint.sh only `exec litellm
-    # "$@"` (or supervisord with SEPARATE_HEALTH_APP=1). It writes only image files root owns.
-    # Its secrets are a file the Vault Agent (uid 100) renders 0600 into a 0700 tmpfs directory.
+    # BerriAI/litellm Dockerfile: wolfi-base, USER root; docker/prod_entrypoint.sh only `exec
+    # litellm "$@"` (or supervisord with SEPARATE_HEALTH_APP=1). It writes only image files root
+    # owns. Its secrets are a file the Vault Agent (openbao's uid and gid) renders 0640 into a
+    # 0750 tmpfs directory of the same owner: root with no capability reads it as a member of
+    # the Agent's group, and only so.
     "litellm": Privileges(
         runs_as=ROOT,
-        capabilities=(
-            Capability(
-                "DAC_READ_SEARCH",
-                "root reads the 0600 file the Vault Agent's user renders (services.vault)",
+        capabilities=(),
+        groups=(
+            Group(
+                _OPENBAO.runs_as.gid,
+                "reads the 0640 file the Vault Agent renders in its group (services.vault)",
             ),
         ),
         sources=(

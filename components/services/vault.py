@@ -13,7 +13,9 @@ renders LiteLLM's secrets into a file LiteLLM reads.
   container's own loopback only and may only write LiteLLM's secrets and the Agent's
   secret-id. Every value travels on the command's stdin.
 - The Agent logs in with AppRole (role-id and secret-id uploaded as 0600 files) and renders
-  LiteLLM's environment file (0600) onto a tmpfs volume LiteLLM mounts read-only.
+  LiteLLM's environment file (0640, the Agent's group) onto a tmpfs volume LiteLLM mounts
+  read-only; LiteLLM's process is in that group (`privileges`), so it reads the file without
+  any capability.
 """
 
 from __future__ import annotations
@@ -71,9 +73,10 @@ RENDERED_DIR = "/openbao/rendered"  # the tmpfs volume, in the Agent
 LITELLM_ENV_FILE = "litellm.env"
 # The Agent re-reads KV v2 secrets this often (they have no lease to watch).
 RENDER_INTERVAL = "30s"
-# tmpfs mode of the rendered volume: only the Agent's user (and root, as which LiteLLM runs)
-# can enter it.
-RENDERED_VOLUME_OPTIONS = f"size=1m,uid={OPENBAO_UID},gid={OPENBAO_GID},mode=0700"
+# tmpfs mode of the rendered volume and of the file in it: the Agent's user writes, its group
+# (which LiteLLM's process joins) reads, nobody else enters.
+RENDERED_VOLUME_OPTIONS = f"size=1m,uid={OPENBAO_UID},gid={OPENBAO_GID},mode=0750"
+RENDERED_FILE_MODE = "0640"
 
 KV_MOUNT = "kv"
 LITELLM_PATH = "ai-swarm/litellm"  # one KV secret per variable under it, field `value`
@@ -254,7 +257,7 @@ def agent_config(variables: Sequence[str]) -> dict[str, Any]:
                 "contents": render_env_template(
                     {name: kv_data_path(name) for name in variables}, VALUE_FIELD
                 ),
-                "perms": "0600",
+                "perms": RENDERED_FILE_MODE,
             }
         ],
     }
