@@ -55,7 +55,6 @@ LOCAL_ADDRESS = f"http://127.0.0.1:{PORT}"
 _OPENBAO = PRIVILEGES[SERVER_NAME].runs_as
 OPENBAO_UID = str(_OPENBAO.uid)
 OPENBAO_GID = str(_OPENBAO.gid)
-OPENBAO_OWNER = f"{OPENBAO_UID}:{OPENBAO_GID}"
 # The image's entrypoint runs `bao server -config=/openbao/config` (every .hcl/.json file in it).
 # Its optional `setcap` and `chown` steps cannot work for a process without capabilities: the
 # SKIP_ variables turn them off where the entrypoint still has them. Source: openbao/openbao,
@@ -333,7 +332,7 @@ class Vault(Service):
                 env={"BAO_ADDR": LOCAL_ADDRESS, **SKIP_ENTRYPOINT_STEPS},
                 command=["server"],
                 uploads=[Upload(SERVER_CONFIG_FILE, render_json(server_config())), *seal_uploads],
-                data=[DataDir("vault/raft", RAFT_DIR, owner=OPENBAO_OWNER)],
+                data=[DataDir("vault/raft", RAFT_DIR)],
             )
         )
         self.rendered = docker.Volume(
