@@ -59,7 +59,10 @@ def test_the_deployed_image_is_the_tested_release(free_run: ProgramRun, reposito
 
 
 # The venv holding each tested release, by requirements file (scripts/install-dev makes them).
-VENVS = {"requirements-litellm.txt": ".venv-litellm"}
+VENVS = {
+    "requirements-litellm.txt": ".venv-litellm",
+    "requirements-openwebui.txt": ".venv-openwebui",
+}
 _INSTALLED = """import importlib.metadata as m, json, sys
 dist = m.distribution(sys.argv[1])
 needs = [r.split(";")[0].replace(" ", "") for r in dist.requires or [] if "==" in r]
@@ -84,3 +87,22 @@ def test_the_litellm_venv_runs_the_pinned_release_and_the_migrations_it_requires
     assert installed["version"] == pinned(PROJECT_DIR / "requirements-litellm.txt", "litellm")
     [extras] = [n for n in installed["needs"] if n.startswith("litellm-proxy-extras==")]
     assert installed["have"]["litellm-proxy-extras"] == extras.split("==")[1]
+
+
+@pytest.mark.parametrize("repository", ["ghcr.io/open-webui/open-webui"])
+def test_the_venv_runs_the_pinned_release(repository: str) -> None:
+    requirements, package = TESTED_AS[repository]
+    python = PROJECT_DIR / VENVS[requirements] / "bin/python"
+    done = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))",
+            package,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == pinned(PROJECT_DIR / requirements, package)
