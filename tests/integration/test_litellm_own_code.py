@@ -147,9 +147,11 @@ _CACHE = """import json, sys
 from litellm.caching.redis_cache import RedisCache
 params = json.loads(sys.argv[1])
 params.pop("type")
-client = RedisCache(**params).redis_client
-client.set("ai-swarm-integration", "stored by litellm")
-print(json.dumps(client.get("ai-swarm-integration").decode()))
+cache = RedisCache(**params)
+# Under the cache's namespace, if the settings give one, as LiteLLM's own keys are.
+key = cache.check_and_fix_namespace("ai-swarm-integration")
+cache.redis_client.set(key, "stored by litellm")
+print(json.dumps([key, cache.redis_client.get(key).decode()]))
 """
 
 
@@ -172,8 +174,9 @@ def test_litellms_cache_finds_the_master_through_sentinel_and_sets_and_gets(
 ) -> None:
     params = cache_params(program_run, sentinel.port)
     out = in_litellm_venv(_CACHE, json.dumps(params), env=redis_env(program_run))
-    assert json.loads(out.strip().splitlines()[-1]) == "stored by litellm"
-    assert redis_master.cli("GET", "ai-swarm-integration") == "stored by litellm"
+    key, value = json.loads(out.strip().splitlines()[-1])
+    assert value == "stored by litellm"
+    assert redis_master.cli("GET", key) == "stored by litellm"
 
 
 def test_a_wrong_sentinel_password_finds_no_master(

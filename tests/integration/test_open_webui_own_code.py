@@ -171,8 +171,10 @@ print(json.dumps(out))
 def test_its_redis_helper_reads_writes_and_uses_pub_sub_and_the_acl_denies_the_rest(
     container: RenderedContainer, redis_master: daemons.RedisDaemon, tmp_path: Path
 ) -> None:
-    url = moved(container.envs["REDIS_URL"], redis_master.port)
-    done = run_open_webui(_REDIS, {"REDIS_URL": url}, tmp_path, [SOCKETIO_CHANNEL, *DENIED_COMMAND])
+    # Every Redis setting the container gets (its key prefix among them), the URL moved here.
+    env = {k: v for k, v in container.envs.items() if k.startswith("REDIS_")}
+    env["REDIS_URL"] = moved(container.envs["REDIS_URL"], redis_master.port)
+    done = run_open_webui(_REDIS, env, tmp_path, [SOCKETIO_CHANNEL, *DENIED_COMMAND])
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["set"] is True
