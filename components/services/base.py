@@ -118,13 +118,12 @@ class DataDir:
 
     A bind mount whose source is missing fails the container's start, where a Docker volume
     bind would create an empty directory on the boot disk (say, when the data volume is not
-    mounted yet): `data_dirs_script` makes the directories, on the mounted volume only.
+    mounted yet): `data_dirs_script` makes the directories, on the mounted volume only, and
+    hands them to the uid:gid the container runs as (its `user`, from `privileges`).
     """
 
     name: str
     container_path: str
-    # "uid:gid" (numeric) that must own the directory, for images that run as a non-root user.
-    owner: str | None = None
 
     @property
     def host_path(self) -> str:
@@ -159,10 +158,16 @@ class ContainerSpec:
     host_view: bool = False
 
 
-def data_dirs_script(dirs: Sequence[DataDir]) -> str:
-    """Make the data directories, refusing while the data volume is not mounted."""
+def container_user(privileges: Privileges) -> str:
+    """Docker's `user` for the container: numeric, so the image's default cannot differ."""
+    return f"{privileges.runs_as.uid}:{privileges.runs_as.gid}"
+
+
+def data_dirs_script(dirs: Sequence[DataDir], owner: str) -> str:
+    """Make the data directories, refusing while the data volume is not mounted, and hand
+    them to `owner` (uid:gid), the user the container runs as."""
     paths = " ".join(d.host_path for d in dirs)
-    owned = "".join(f"sudo chown {d.owner} {d.host_path}\n" for d in dirs if d.owner)
+    owned = "".join(f"sudo chown {owner} {d.host_path}\n" for d in dirs)
     return (
         "set -eu\n"
         f"mountpoint -q {DATA_ROOT} || {{ echo '{DATA_ROOT} is not mounted' >&2; exit 1; }}\n"
@@ -255,14 +260,14 @@ class Service(pulumi.ComponentResource):
         )
         return pulumi.Output.secret(password.result)
 
-    def _data_dirs(self, spec: ContainerSpec) -> list[pulumi.Resource]:
+    def _data_dirs(self, spec: ContainerSpec, owner: str) -> list[pulumi.Resource]:
         """The command that makes the container's data directories on its host, if it has any."""
         if not spec.data:
             return []
         made = command.remote.Command(
             f"{self.name}-{spec.name}-data-dirs",
             connection=self.context.connection,
-            create=data_dirs_script(spec.data),
+            create=data_dirs_script(spec.data, owner),
             triggers=[self.context.instance_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.context.provider]),
         )
@@ -271,7 +276,8 @@ class Service(pulumi.ComponentResource):
     def run(self, spec: ContainerSpec) -> docker.Container:
         allocation = self.context.allocation(self.entry, spec.name)
         privileges = privileges_of(spec.name)
-        data_dirs = self._data_dirs(spec)
+        user = container_user(privileges)
+        data_dirs = self._data_dirs(spec, user)
         container = docker.Container(
             f"{self.name}-{spec.name}",
             name=spec.name,
@@ -306,6 +312,10 @@ class Service(pulumi.ComponentResource):
                 drops=["ALL"], adds=privileges.capability_names
             ),
             security_opts=[NO_NEW_PRIVILEGES],
+            # The entrypoint never starts as root where the table's user is not root: it then
+            # skips any chown-and-drop step, and needs no capability for one.
+            user=user,
+            group_adds=[str(g.gid) for g in privileges.groups] or None,
             network_mode="host" if spec.host_view else None,
             pid_mode="host" if spec.host_view else None,
             # On the host's network only the uid tells the host firewall's OUTPUT rule which

@@ -38,9 +38,10 @@ DATABASE = "litellm"
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 SALT_KEY_ENV = "LITELLM_SALT_KEY"
 SECRETS_DIR = "/run/ai-swarm/vault"  # the Agent's tmpfs volume, read-only here
-# The image's entrypoint (WORKDIR /app), which ends in `exec litellm "$@"`; the image runs as
-# root, so the Agent's 0600 file is readable here. Source: BerriAI/litellm, Dockerfile
-# (ENTRYPOINT ["docker/prod_entrypoint.sh"], no USER) and docker/prod_entrypoint.sh.
+# The image's entrypoint (WORKDIR /app), which ends in `exec litellm "$@"`; the process runs as
+# root without capabilities and reads the Agent's 0640 file as a member of the Agent's group
+# (privileges). Source: BerriAI/litellm, Dockerfile (ENTRYPOINT ["docker/prod_entrypoint.sh"],
+# USER root) and docker/prod_entrypoint.sh.
 IMAGE_ENTRYPOINT = "docker/prod_entrypoint.sh"
 # After a reboot the Agent renders the file again once Vault has unsealed itself.
 ENV_FILE_WAIT_S = 120

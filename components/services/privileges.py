@@ -5,20 +5,20 @@ ones listed here (`components.services.base` applies this table to every contain
 Docker's default set would otherwise include NET_RAW (enough to spoof ARP on the services'
 bridge), DAC_OVERRIDE, FOWNER, MKNOD, SETFCAP and more.
 
-The facts come from each pinned image's Dockerfile and entrypoint, cited per entry. Two shapes
-occur:
+The facts come from each pinned image's Dockerfile and entrypoint, cited per entry. Every
+container runs as its entry's `runs_as` (Docker's `user`, numeric), and the host command that
+makes its data directory hands that directory to the same uid:gid (`components.services.base`),
+so an image whose default user changes cannot leave the service without its data. The
+entrypoints of postgres and redis chown their data directory and drop to the service user only
+when they start as root; started as that user they skip both, and so no container needs a
+capability: each process holds none, root ones included.
 
-- The entrypoint starts as root, hands the data directory to the service user with
-  `find <dir> \\! -user <user> -exec chown <user> '{}' +`, then drops to that user (gosu,
-  su-exec or setpriv). That needs CHOWN (the chown), DAC_READ_SEARCH (root without it cannot
-  walk the 0700 directories the service user made on an earlier start: `find` then fails and
-  the entrypoint, under `set -e`, exits), and SETUID + SETGID (the drop, which also calls
-  setgroups). Nothing else: the drop clears every capability anyway.
-- The image runs its process as one user throughout (root or not) and writes only where that
-  user owns the files: no capability at all.
-
-`runs_as` is the uid/gid the service process has after the entrypoint; files that hold secrets
-are uploaded 0600 with that owner, so the service (and only it) can read them.
+`runs_as` is the uid/gid the container runs as (Docker's `user`), and `groups` the
+supplementary groups Docker gives it (`group_add`); files that hold secrets are uploaded 0600
+with that owner, so the service (and only it) can read them. A file another container writes
+for it is readable through one of those groups, never through a capability: with
+DAC_READ_SEARCH, Docker's default seccomp profile allows `open_by_handle_at`, with which a root
+process opens any file of the host by its handle ("Shocker").
 """
 
 from __future__ import annotations
@@ -43,11 +43,19 @@ class ImageUser:
 
 
 @dataclass(frozen=True)
+class Group:
+    gid: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Privileges:
     runs_as: ImageUser
     capabilities: tuple[Capability, ...]
     # Where the facts come from: repository, path and the version read.
     sources: tuple[str, ...]
+    # Supplementary gids, each for a file another container's user writes for this one.
+    groups: tuple[Group, ...] = ()
 
     @property
     def capability_names(self) -> list[str]:
@@ -56,26 +64,14 @@ class Privileges:
 
 ROOT = ImageUser("root", 0, 0)
 
-_CHOWN_DATA = Capability(
-    "CHOWN", "the entrypoint chowns what the service user does not own yet in its data directory"
-)
-_WALK_DATA = Capability(
-    "DAC_READ_SEARCH",
-    "root's `find` must enter the 0700 directories the service user made on an earlier start",
-)
-_DROP_UID = Capability("SETUID", "the entrypoint drops from root to the service user")
-_DROP_GID = Capability("SETGID", "the drop sets the service user's group and clears the others")
-_CHOWN_THEN_DROP = (_CHOWN_DATA, _WALK_DATA, _DROP_UID, _DROP_GID)
-
 # docker-library/redis: alpine Dockerfile `addgroup -S -g 1000 redis; adduser -S -G redis -u 999
-# redis`, WORKDIR /data; docker-entrypoint.sh: for `redis-server` as root,
-# `find . \! -user redis -exec chown redis '{}' +` then re-exec as redis (gosu in 7.4-rc/alpine
-# at e9204996; later alpine entrypoints use `setpriv --reuid=redis --regid=redis
-# --clear-groups`), both under `set -e`. Sentinel runs as `redis-server <conf> --sentinel`,
-# so it takes the same path.
+# redis`, WORKDIR /data; docker-entrypoint.sh: only for `redis-server` started as root
+# (`"$(id -u)" = '0'`), `find . \! -user redis -exec chown redis '{}' +` then re-exec as redis;
+# started as redis it runs the server directly. Sentinel runs as `redis-server <conf>
+# --sentinel`, so it takes the same path.
 _REDIS = Privileges(
     runs_as=ImageUser("redis", 999, 1000),
-    capabilities=_CHOWN_THEN_DROP,
+    capabilities=(),
     sources=(
         "docker-library/redis 7.4-rc/alpine/Dockerfile @ e9204996",
         "docker-library/redis 7.4-rc/alpine/docker-entrypoint.sh @ e9204996",
@@ -98,14 +94,14 @@ _OPENBAO = Privileges(
 
 PRIVILEGES: Mapping[str, Privileges] = {
     # docker-library/postgres 15/alpine3.23/Dockerfile @ 6edb0a8c: `addgroup -g 70 -S postgres;
-    # adduser -u 70 ...`; docker-entrypoint.sh (`set -Eeo pipefail`): as root,
-    # `find "$PGDATA" \! -user postgres -exec chown postgres '{}' +` (PGDATA is 0700 and the
-    # postgres user's after the first start), `chmod 00700 "$PGDATA" || :` (failure ignored),
-    # then `exec gosu postgres "$BASH_SOURCE" "$@"`. The init scripts in
-    # /docker-entrypoint-initdb.d run after the drop, as postgres.
+    # adduser -u 70 ...`; docker-entrypoint.sh (`set -Eeo pipefail`): only as root (`$(id -u)`
+    # is 0), `find "$PGDATA" \! -user postgres -exec chown postgres '{}' +` and then
+    # `exec gosu postgres "$BASH_SOURCE" "$@"`; as postgres it goes on directly
+    # (`chmod 00700 "$PGDATA" || :` on its own directory), and the init scripts in
+    # /docker-entrypoint-initdb.d run as postgres either way.
     "postgres": Privileges(
         runs_as=ImageUser("postgres", 70, 70),
-        capabilities=_CHOWN_THEN_DROP,
+        capabilities=(),
         sources=(
             "docker-library/postgres 15/alpine3.23/Dockerfile @ 6edb0a8c",
             "docker-library/postgres 15/alpine3.23/docker-entrypoint.sh @ 6edb0a8c",
@@ -120,15 +116,18 @@ PRIVILEGES: Mapping[str, Privileges] = {
         capabilities=(),
         sources=("prometheus/node_exporter Dockerfile",),
     ),
-    # BerriAI/litellm Dockerfile: no USER (root); docker/prod_entrypoint.sh only `exec litellm
-    # "$@"` (or supervisord with SEPARATE_HEALTH_APP=1). It writes only image files root owns.
-    # Its secrets are a file the Vault Agent (uid 100) renders 0600 into a 0700 tmpfs directory.
+    # BerriAI/litellm Dockerfile: wolfi-base, USER root; docker/prod_entrypoint.sh only `exec
+    # litellm "$@"` (or supervisord with SEPARATE_HEALTH_APP=1). It writes only image files root
+    # owns. Its secrets are a file the Vault Agent (openbao's uid and gid) renders 0640 into a
+    # 0750 tmpfs directory of the same owner: root with no capability reads it as a member of
+    # the Agent's group, and only so.
     "litellm": Privileges(
         runs_as=ROOT,
-        capabilities=(
-            Capability(
-                "DAC_READ_SEARCH",
-                "root reads the 0600 file the Vault Agent's user renders (services.vault)",
+        capabilities=(),
+        groups=(
+            Group(
+                _OPENBAO.runs_as.gid,
+                "reads the 0640 file the Vault Agent renders in its group (services.vault)",
             ),
         ),
         sources=(

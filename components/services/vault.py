@@ -13,7 +13,9 @@ renders LiteLLM's secrets into a file LiteLLM reads.
   container's own loopback only and may only write LiteLLM's secrets and the Agent's
   secret-id. Every value travels on the command's stdin.
 - The Agent logs in with AppRole (role-id and secret-id uploaded as 0600 files) and renders
-  LiteLLM's environment file (0600) onto a tmpfs volume LiteLLM mounts read-only.
+  LiteLLM's environment file (0640, the Agent's group) onto a tmpfs volume LiteLLM mounts
+  read-only; LiteLLM's process is in that group (`privileges`), so it reads the file without
+  any capability.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ LOCAL_ADDRESS = f"http://127.0.0.1:{PORT}"
 _OPENBAO = PRIVILEGES[SERVER_NAME].runs_as
 OPENBAO_UID = str(_OPENBAO.uid)
 OPENBAO_GID = str(_OPENBAO.gid)
-OPENBAO_OWNER = f"{OPENBAO_UID}:{OPENBAO_GID}"
 # The image's entrypoint runs `bao server -config=/openbao/config` (every .hcl/.json file in it).
 # Its optional `setcap` and `chown` steps cannot work for a process without capabilities: the
 # SKIP_ variables turn them off where the entrypoint still has them. Source: openbao/openbao,
@@ -71,9 +72,10 @@ RENDERED_DIR = "/openbao/rendered"  # the tmpfs volume, in the Agent
 LITELLM_ENV_FILE = "litellm.env"
 # The Agent re-reads KV v2 secrets this often (they have no lease to watch).
 RENDER_INTERVAL = "30s"
-# tmpfs mode of the rendered volume: only the Agent's user (and root, as which LiteLLM runs)
-# can enter it.
-RENDERED_VOLUME_OPTIONS = f"size=1m,uid={OPENBAO_UID},gid={OPENBAO_GID},mode=0700"
+# tmpfs mode of the rendered volume and of the file in it: the Agent's user writes, its group
+# (which LiteLLM's process joins) reads, nobody else enters.
+RENDERED_VOLUME_OPTIONS = f"size=1m,uid={OPENBAO_UID},gid={OPENBAO_GID},mode=0750"
+RENDERED_FILE_MODE = "0640"
 
 KV_MOUNT = "kv"
 LITELLM_PATH = "ai-swarm/litellm"  # one KV secret per variable under it, field `value`
@@ -254,7 +256,7 @@ def agent_config(variables: Sequence[str]) -> dict[str, Any]:
                 "contents": render_env_template(
                     {name: kv_data_path(name) for name in variables}, VALUE_FIELD
                 ),
-                "perms": "0600",
+                "perms": RENDERED_FILE_MODE,
             }
         ],
     }
@@ -330,7 +332,7 @@ class Vault(Service):
                 env={"BAO_ADDR": LOCAL_ADDRESS, **SKIP_ENTRYPOINT_STEPS},
                 command=["server"],
                 uploads=[Upload(SERVER_CONFIG_FILE, render_json(server_config())), *seal_uploads],
-                data=[DataDir("vault/raft", RAFT_DIR, owner=OPENBAO_OWNER)],
+                data=[DataDir("vault/raft", RAFT_DIR)],
             )
         )
         self.rendered = docker.Volume(

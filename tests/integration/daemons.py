@@ -889,6 +889,10 @@ def _bao_health(server: BaoServer) -> int | None:
         return None
 
 
+def _setpriv(user: tuple[int, int]) -> list[str]:
+    return ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}"]
+
+
 @dataclass(frozen=True)
 class BaoAgent:
     rendered: Path
@@ -897,11 +901,19 @@ class BaoAgent:
 
 @contextlib.contextmanager
 def bao_agent(
-    config: Mapping[str, Any], files: Mapping[str, str], address: str, workdir: Path
+    config: Mapping[str, Any],
+    files: Mapping[str, str],
+    address: str,
+    workdir: Path,
+    *,
+    user: tuple[int, int] | None = None,
 ) -> Iterator[BaoAgent]:
     """OpenBao's agent from `config` (container paths already mapped into `workdir`), pointed at
     `address`, with `files` (local path -> content: its AppRole files) written 0600. Ready means
-    its one template's destination exists, i.e. it logged in and rendered."""
+    its one template's destination exists, i.e. it logged in and rendered.
+
+    `user` (uid, gid) runs it as that user with no other group, as its image does; its files
+    are then that user's, and `workdir` must be one that user can reach."""
     binary = require_program(BAO)
     workdir.mkdir(parents=True, exist_ok=True)
     for path, content in files.items():
@@ -909,6 +921,8 @@ def bao_agent(
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_text(content)
         local.chmod(0o600)
+        if user is not None:
+            os.chown(local, *user)
     here = dict(config, vault={**config["vault"], "address": address})
     [template] = here["template"]
     rendered = Path(template["destination"])
@@ -917,8 +931,9 @@ def bao_agent(
     config_path.write_text(json.dumps(here))
     agent = BaoAgent(rendered, workdir / "bao-agent.log")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
+    as_user = [] if user is None else [*_setpriv(user), "--clear-groups", "--"]
     with running(
-        [binary, "agent", f"-config={config_path}"],
+        [*as_user, binary, "agent", f"-config={config_path}"],
         agent.log_path,
         env={**env, "HOME": str(workdir)},
     ) as process:

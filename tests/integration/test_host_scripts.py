@@ -206,7 +206,7 @@ def test_data_directories_are_made_only_on_the_mounted_volume(
         steps = [line.split() for line in result.stdout.splitlines()]
         made = steps[0] if steps else []
         assert (made[:3] == ["sudo", "mkdir", "-p"]) is mounted
-        # An owned directory (OpenBao's raft) is handed to its user after it is made.
+        # Each directory is handed to its container's user after it is made.
         assert all(step[:2] == ["sudo", "chown"] for step in steps[1:])
         assert all(path.startswith("/mnt/data/") for step in steps for path in step[3:])
 

@@ -5,9 +5,10 @@ provider (no network), the Sentinel address is the test Sentinel's, and the prox
 DATABASE_URL. Its database part cannot run here: the Prisma query engine it needs is a binary
 downloaded at first use. Without a database the master key is the only key it accepts.
 
-The proxy starts through the container's own entrypoint, which reads the master, salt and
-provider keys from the file the program's Vault Agent renders (real `bao`, see openbao.py);
-only the file's path and the image entrypoint's path are moved to this machine.
+The proxy starts through the container's own entrypoint, run by busybox's `sh` as the image's
+`/bin/sh` is, which reads the master, salt and provider keys from the file the program's Vault
+Agent renders (real `bao`, see openbao.py); only the file's path and the image entrypoint's path
+are moved to this machine. The master key the proxy accepts is the one in Vault.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MOCK_REPLY = "integration-test reply"
 RESTART_TIMEOUT_S = litellm_service.ENV_FILE_POLL_S + 15.0
 RESTART_EXIT_CODE = 75  # EX_TEMPFAIL: the entrypoint's "start me again"
 CACHE_KEY_HEADER = "x-litellm-cache-key"
+IMAGE_SHELL = "/bin/sh"
+BUSYBOX_SH = [daemons.require_program("busybox"), "sh"]
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +63,16 @@ def master_key(vault: VaultStack) -> str:
 
 
 def entrypoint_here(run: ProgramRun, rendered: Path) -> list[str]:
-    """The container's entrypoint with the Agent's file and the image entrypoint moved here."""
+    """The container's entrypoint with the Agent's file and the image entrypoint moved here, run
+    by busybox's sh: the image (wolfi-base) has no other /bin/sh."""
     [registration] = [r for r in run.of_type(CONTAINER) if r.inputs["name"] == "litellm"]
     words: list[str] = registration.inputs["entrypoints"]
     env_file = f"{litellm_service.SECRETS_DIR}/{rendered.name}"
     here = retarget(words, env_file, str(rendered))
     here = retarget(here, litellm_service.IMAGE_ENTRYPOINT, str(daemons.LITELLM_EXECUTABLE))
     assert here[2] != words[2] and str(daemons.LITELLM_EXECUTABLE) in here[2]
-    return here
+    assert here[0] == IMAGE_SHELL, here[0]
+    return [*BUSYBOX_SH, *here[1:]]
 
 
 Launch = Callable[[], contextlib.AbstractContextManager[daemons.HttpDaemon]]

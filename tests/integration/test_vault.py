@@ -129,7 +129,7 @@ def test_agent_renders_litellms_file_with_the_values_the_program_wrote(
     stack: VaultStack,
 ) -> None:
     rendered = stack.agent.rendered
-    assert rendered.stat().st_mode & 0o777 == 0o600
+    assert rendered.stat().st_mode & 0o777 == 0o640
     assert env_lines(rendered.read_text()) == dict(stack.values)
     assert {"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "OPENAI_API_KEY"} <= set(stack.values)
 

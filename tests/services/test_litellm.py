@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from components.services import litellm as litellm_service
+from components.services.privileges import PRIVILEGES
 from components.services.render import render_env_runner
 from dryrun.engine import ProgramRun
 from tests.services.conftest import MODEL_API_KEYS, MODELS
@@ -110,8 +111,10 @@ def test_mounts_the_agents_tmpfs_volume_read_only(free_run: ProgramRun) -> None:
             "readOnly": True,
         }
     ]
-    # Root without capabilities could not read the Agent's 0600 file.
-    assert "DAC_READ_SEARCH" in litellm.inputs["capabilities"]["adds"]
+    # It reads the Agent's file as a member of the Agent's group, with no capability
+    # (tests/integration/test_litellm_secrets.py reads it so).
+    assert litellm.inputs["capabilities"]["adds"] == []
+    assert litellm.inputs["groupAdds"] == [str(PRIVILEGES["vault-agent"].runs_as.gid)]
 
 
 def test_runs_the_uploaded_config_and_probes_liveliness_only(free_run: ProgramRun) -> None:

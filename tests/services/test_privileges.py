@@ -1,8 +1,8 @@
 """Every container drops ALL capabilities, gains no privileges, and adds back only its table entry.
 
-The entrypoint facts behind the table (components/services/privileges.py) are run here with the
-real tools: as root, limited to the table's capabilities, the chown-then-drop entrypoints'
-commands succeed, and without any one of those capabilities they fail.
+Each container runs as its table user (Docker's `user`), and its data-dir command hands the
+directory to that same uid:gid; with the real tools, a process of that user holding no
+capability keeps its state there, and one of another uid cannot.
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ from pathlib import Path
 import pytest
 
 from components.services.catalog import CATALOG
-from components.services.privileges import NO_NEW_PRIVILEGES, PRIVILEGES, ROOT, Privileges
+from components.services.privileges import NO_NEW_PRIVILEGES, PRIVILEGES, ROOT
 from dryrun.engine import ProgramRun
-from tests.services.readers import container
+from tests.services.readers import COMMAND, container
 
 IDS = [name for entry in CATALOG.values() for name in entry.containers]
-# The entrypoints that start as root, chown the data directory and drop to the service user.
-CHOWN_THEN_DROP = ["postgres", "redis", "redis-sentinel"]
 # Changing capability sets and owners needs root: others get it through passwordless sudo.
 AS_ROOT: tuple[str, ...] = () if os.geteuid() == 0 else ("sudo", "-n")
 COMMAND_TIMEOUT_S = 30
+DATA = "/mnt/data/"
 
 
 def test_the_table_covers_exactly_the_catalogs_containers() -> None:
@@ -86,13 +85,46 @@ def test_files_holding_secrets_are_written_0600(free_run: ProgramRun, name: str)
         assert uploads[path]["group"] == str(user.gid)
 
 
-def test_the_chown_then_drop_images_run_their_service_as_a_user_not_root() -> None:
-    for name in CHOWN_THEN_DROP:
-        assert PRIVILEGES[name].runs_as.uid != ROOT.uid
-        assert PRIVILEGES[name].capability_names == ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"]
+@pytest.mark.parametrize("name", IDS)
+def test_every_container_runs_as_its_table_user(free_run: ProgramRun, name: str) -> None:
+    user = PRIVILEGES[name].runs_as
+    assert container(free_run, name).inputs["user"] == f"{user.uid}:{user.gid}"
 
 
-# --- the entrypoint facts, run ------------------------------------------------------------------
+def _chowns(run: ProgramRun, name: str) -> dict[str, str]:
+    """Host path -> the uid:gid the container's data-dir command hands it to."""
+    [made] = [c for c in run.of_type(COMMAND) if c.name.endswith(f"-{name}-data-dirs")]
+    steps = [line.split() for line in str(made.inputs["create"]).splitlines()]
+    return {step[3]: step[2] for step in steps if step[:2] == ["sudo", "chown"]}
+
+
+def _bind_sources(run: ProgramRun, name: str) -> list[str]:
+    mounts = container(run, name).inputs.get("mounts") or []
+    return [m["source"] for m in mounts if m["type"] == "bind" and m["source"].startswith(DATA)]
+
+
+WITH_DATA = ["postgres", "redis", "redis-sentinel", "open-webui", "pipelines", "vault"]
+
+
+def test_these_containers_keep_state_on_the_data_volume(free_run: ProgramRun) -> None:
+    assert [n for n in IDS if _bind_sources(free_run, n)] == WITH_DATA
+
+
+@pytest.mark.parametrize("name", WITH_DATA)
+def test_each_data_directory_is_handed_to_the_user_its_container_runs_as(
+    free_run: ProgramRun, name: str
+) -> None:
+    """From the registrations alone: the owner the data-dir command chowns every bind-mounted
+    directory to is the container's `user`."""
+    chowns = _chowns(free_run, name)
+    user = container(free_run, name).inputs["user"]
+    sources = _bind_sources(free_run, name)
+    assert sources and {source: chowns.get(source) for source in sources} == dict.fromkeys(
+        sources, user
+    )
+
+
+# --- the data directory, used by the container's process ----------------------------------------
 
 
 def _known_capabilities() -> list[str]:
@@ -103,34 +135,23 @@ def _known_capabilities() -> list[str]:
     return [line.strip().upper() for line in done.stdout.splitlines() if line.strip()]
 
 
-# What docker-entrypoint.sh of redis and postgres does as root before the service starts: hand
-# the data directory to the service user (`find ... -exec chown`), drop to that user, and the
-# service then reads its 0600 secret file. `set -e` as in both entrypoints.
-_ENTRYPOINT = """set -e
-cd "$1"
-find . \\! -user "$2" -exec chown "$2" '{}' +
-exec setpriv --reuid="$2" --regid="$3" --clear-groups -- cat secret.conf
-"""
-
-# A data directory as the service left it on an earlier start, plus what a new container
-# brings: a 0700 directory of the service user's (redis' appendonlydir, postgres' PGDATA), a
-# file that is still root's, and the secret upload (the service user's, 0600).
-_PREPARE = """set -e
-cd "$1"
-mkdir kept && echo state > kept/state && echo new > fresh && echo secret > secret.conf
-chown -R "$2:$3" kept secret.conf && chmod 700 kept && chmod 600 secret.conf
-"""
+# What a service does with its data directory across restarts: on the first start it makes a
+# 0700 directory and a file in it (redis' appendonlydir, postgres' PGDATA contents); on a later
+# start it reads and appends to them.
+_FIRST_START = 'set -e; cd "$1"; mkdir -m 700 kept; echo state > kept/state'
+_LATER_START = 'set -e; cd "$1"; cat kept/state >/dev/null; echo more >> kept/state; touch new'
 
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     # Under /tmp (world-searchable), not pytest's private tmp path: the service user must reach
-    # it after the drop.
-    with tempfile.TemporaryDirectory(prefix="ai-swarm-entrypoint-") as root:
+    # it.
+    with tempfile.TemporaryDirectory(prefix="ai-swarm-data-") as root:
         Path(root).chmod(0o755)
-        yield Path(root)
-        # The service user's files inside are removed by root.
-        _as_root(["rm", "-rf", f"{root}/kept", f"{root}/fresh", f"{root}/secret.conf"])
+        made = Path(root) / "data"
+        made.mkdir()
+        yield made
+        _as_root(["rm", "-rf", str(made)])
 
 
 def _as_root(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -145,31 +166,38 @@ def _limited_to(capabilities: list[str]) -> list[str]:
     return ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--"]
 
 
-def _entrypoint(data: Path, entry: Privileges, capabilities: list[str]) -> int:
-    user = [str(entry.runs_as.uid), str(entry.runs_as.gid)]
-    prepared = _as_root(["sh", "-c", _PREPARE, "prepare", str(data), *user])
-    assert prepared.returncode == 0, prepared.stderr
-    ran = _as_root([*_limited_to(capabilities), "sh", "-c", _ENTRYPOINT, "entry", str(data), *user])
-    return ran.returncode
+def _as_container(user: str, capabilities: list[str]) -> list[str]:
+    """setpriv that runs its command as the container's `user` (uid:gid), no other group,
+    holding only `capabilities`."""
+    uid, gid = user.split(":")
+    ids = [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    return [*_limited_to(capabilities)[:-1], *ids, "--"]
 
 
-@pytest.mark.parametrize("name", CHOWN_THEN_DROP)
-def test_the_tables_capabilities_are_enough_for_the_entrypoint(name: str, data_dir: Path) -> None:
-    entry = PRIVILEGES[name]
-    assert _entrypoint(data_dir, entry, entry.capability_names) == 0
-    assert (data_dir / "fresh").stat().st_uid == entry.runs_as.uid
-
-
-@pytest.mark.parametrize(
-    ("name", "missing"),
-    [(name, c.name) for name in CHOWN_THEN_DROP for c in PRIVILEGES[name].capabilities],
-)
-def test_without_any_one_of_them_the_entrypoint_fails(
-    name: str, missing: str, data_dir: Path
+@pytest.mark.parametrize("name", WITH_DATA)
+def test_the_containers_process_keeps_its_state_in_the_directory_handed_to_it(
+    free_run: ProgramRun, name: str, data_dir: Path
 ) -> None:
-    entry = PRIVILEGES[name]
-    fewer = [c for c in entry.capability_names if c != missing]
-    assert _entrypoint(data_dir, entry, fewer) != 0
+    """The data-dir command's chown, run for real, then the container's process (its user, its
+    capabilities) starting twice; a process of another uid cannot do the same."""
+    owner = next(iter(_chowns(free_run, name).values()))
+    assert _as_root(["chown", owner, str(data_dir)]).returncode == 0
+    inputs = container(free_run, name).inputs
+    process = _as_container(inputs["user"], inputs["capabilities"]["adds"])
+    for start in (_FIRST_START, _LATER_START):
+        done = _as_root([*process, "sh", "-c", start, "start", str(data_dir)])
+        assert done.returncode == 0, done.stderr
+    if inputs["user"] != "0:0":
+        other = _as_container("4242:4242", [])
+        assert _as_root([*other, "sh", "-c", _LATER_START, "x", str(data_dir)]).returncode != 0
+
+
+# A directory with a 0700 directory of another user's, a file still root's.
+_PREPARE = """set -e
+cd "$1"
+mkdir kept && echo state > kept/state && echo new > fresh
+chown -R "$2:$3" kept && chmod 700 kept
+"""
 
 
 @pytest.mark.parametrize("name", [n for n in IDS if PRIVILEGES[n].runs_as == ROOT])

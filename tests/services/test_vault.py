@@ -218,7 +218,7 @@ def test_agent_renders_litellms_file_with_approle(free_run: ProgramRun) -> None:
     assert "sink" not in config["auto_auth"]
     [template] = config["template"]
     assert template["destination"] == "/openbao/rendered/litellm.env"
-    assert template["perms"] == "0600"
+    assert template["perms"] == "0640"
     for variable in LITELLM_VARIABLES:
         assert f'secret "kv/data/ai-swarm/litellm/{variable}"' in template["contents"]
         assert f"{variable}={{{{ .Data.data.value }}}}" in template["contents"]
@@ -232,7 +232,7 @@ def test_rendered_file_lives_on_a_tmpfs_volume_of_this_instance(free_run: Progra
     volume = free_run.one(VOLUME, "vault-rendered")
     assert volume.inputs["driverOpts"]["type"] == "tmpfs"
     assert "uid=100" in volume.inputs["driverOpts"]["o"]
-    assert "mode=0700" in volume.inputs["driverOpts"]["o"]
+    assert "mode=0750" in volume.inputs["driverOpts"]["o"]
     assert label(volume, INSTANCE_LABEL) == instance_id(free_run)
     agent = container(free_run, "vault-agent")
     assert {"type": "volume", "source": "vault-rendered", "target": "/openbao/rendered"} in [
