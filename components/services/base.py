@@ -313,14 +313,13 @@ class Service(pulumi.ComponentResource):
             ),
             security_opts=[NO_NEW_PRIVILEGES],
             # The entrypoint never starts as root where the table's user is not root: it then
-            # skips any chown-and-drop step, and needs no capability for one.
+            # skips any chown-and-drop step, and needs no capability for one. On the host's
+            # network the uid is also what tells the host firewall's OUTPUT rule which process
+            # this is (components.host_config).
             user=user,
             group_adds=[str(g.gid) for g in privileges.groups] or None,
             network_mode="host" if spec.host_view else None,
             pid_mode="host" if spec.host_view else None,
-            # On the host's network only the uid tells the host firewall's OUTPUT rule which
-            # process this is (components.host_config): fixed here, whatever the image's USER.
-            user=_numeric_user(privileges) if spec.host_view else None,
             mounts=[
                 *([_HOST_ROOT_MOUNT] if spec.host_view else []),
                 *(
@@ -386,10 +385,6 @@ def _envs(
         )
     )
     return pulumi.Output.secret(lines) if secret else lines
-
-
-def _numeric_user(privileges: Privileges) -> str:
-    return f"{privileges.runs_as.uid}:{privileges.runs_as.gid}"
 
 
 def owned_by(upload: Upload, privileges: Privileges) -> Upload:
