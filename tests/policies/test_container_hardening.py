@@ -36,7 +36,11 @@ def test_a_hardened_container_with_its_data_and_a_tmpfs_volume_passes() -> None:
 
 
 def test_node_exporter_keeps_the_host_view_the_config_grants_it_by_name() -> None:
-    view = {"networkMode": "host", "pidMode": "host", "mounts": [_bind("/", read_only=True)]}
+    view: dict[str, Any] = {
+        "networkMode": "host",
+        "pidMode": "host",
+        "mounts": [_bind("/", read_only=True)],
+    }
     assert _verdict(name="node-exporter", **view) == []
     [message] = _verdict(name="node-exporter", ipcMode="host", **view)
     assert "shares a ipc namespace (ipcMode host" in message
@@ -179,7 +183,7 @@ def test_the_root_rule_fires_with_the_default_config_for_litellms_capability() -
 
 
 def test_a_root_process_adding_all_is_refused_every_escape() -> None:
-    config = {POLICY: {"allowedCapabilities": ["ALL"]}}
+    config: dict[str, Any] = {POLICY: {"allowedCapabilities": ["ALL"]}}
     [message] = _verdict(config, capabilities={"drops": ["ALL"], "adds": ["ALL"]})
     assert f"with {', '.join(sorted(ROOT_ESCAPES))} (rootRefusedCapabilities)" in message
 
