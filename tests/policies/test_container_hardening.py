@@ -198,7 +198,7 @@ def test_entrypoints_that_drop_root_are_named_in_the_config() -> None:
     adds = {"drops": ["ALL"], "adds": ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"]}
     for name in ("postgres", "redis", "redis-sentinel"):
         assert _verdict(name=name, capabilities=adds) == []
-    config = {POLICY: {"entrypointDropsRoot": []}}
+    config: dict[str, Any] = {POLICY: {"entrypointDropsRoot": []}}
     [message] = _verdict(config, name="postgres", capabilities=adds)
     assert "runs as root" in message
 
