@@ -10,8 +10,6 @@ from pulumi_policy import (
     Policy,
     PolicyConfigSchema,
     ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
     StackValidationArgs,
     StackValidationPolicy,
 )
@@ -36,7 +34,7 @@ from .measure import (
     measure_block_storage,
     measure_instances,
 )
-from .messages import deciding, fmt, largest, report_count, report_undecidable
+from .messages import fmt, largest, report_count, report_undecidable
 from .reading import UndecidableError, as_number, plain, plain_items, plain_number, plain_text
 from .settings import count, default, number, settings, strings
 
@@ -310,16 +308,19 @@ def _report_backup_elsewhere(resource: Resource, report: ReportViolation) -> Non
 # --- always-free-resource-types -------------------------------------------------------------
 
 
-def _check_resource_types(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    kind = args.resource_type
-    if kind.startswith(OCI_CORE_PREFIX) and kind not in UNDERSTOOD_TYPES:
-        report(
-            f"{kind} '{args.name}' is a resource type the allowance policies cannot measure, so "
-            "what it costs (instances, storage, backups, replicas) is unchecked. Fix: build the "
-            "stack from the oci:Core types the pack measures (policies/ai_swarm_policies/"
-            "contract.py, UNDERSTOOD_TYPES), or teach the pack to measure this one.",
-            None,
-        )
+def _check_resource_types(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A stack policy: it reads each resource's type only, never its inputs."""
+    for resource in args.resources:
+        kind = resource.resource_type
+        if kind.startswith(OCI_CORE_PREFIX) and kind not in UNDERSTOOD_TYPES:
+            report(
+                f"{kind} '{resource.name}' is a resource type the allowance policies cannot "
+                "measure, so what it costs (instances, storage, backups, replicas) is "
+                "unchecked. Fix: build the stack from the oci:Core types the pack measures "
+                "(policies/ai_swarm_policies/contract.py, UNDERSTOOD_TYPES), or teach the pack "
+                "to measure this one.",
+                resource.urn,
+            )
 
 
 def allowance_policies() -> list[Policy]:
@@ -353,10 +354,10 @@ def allowance_policies() -> list[Policy]:
             enforcement_level=mandatory,
             config_schema=BACKUP_SCHEMA,
         ),
-        ResourceValidationPolicy(
+        StackValidationPolicy(
             name="always-free-resource-types",
             description="Every oci:Core resource is of a type the allowance policies measure.",
-            validate=deciding(_check_resource_types),
+            validate=_check_resource_types,
             enforcement_level=mandatory,
         ),
     ]

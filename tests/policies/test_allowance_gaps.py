@@ -183,8 +183,10 @@ def test_an_oci_core_type_the_allowance_cannot_measure_fails_naming_it(
 
 
 def test_the_types_the_pack_understands_pass() -> None:
-    for made in (instance("app"), volume("data"), _boot_volume("b")):
-        assert of_policy(analyze(analyzer(), made), "always-free-resource-types") == []
+    stack = [instance("app"), volume("data"), _boot_volume("b")]
     # other providers' types are not the allowance's to judge
-    other = resource("random:index/randomPassword:RandomPassword", "pw", {"length": 32})
-    assert analyze(analyzer(), other) == []
+    stack.append(resource("random:index/randomPassword:RandomPassword", "pw", {"length": 32}))
+    assert of_policy(analyze_stack(analyzer(), stack), "always-free-resource-types") == []
+    pool = resource("oci:Core/instancePool:InstancePool", "pool", {"size": 10})
+    [found] = of_policy(analyze_stack(analyzer(), [*stack, pool]), "always-free-resource-types")
+    assert found.urn == pool.urn
