@@ -232,11 +232,14 @@ def _namespace_problems(props: Any, access: frozenset[str]) -> list[str]:
 def _device_problems(props: Any) -> list[str]:
     devices = [str(plain(device, "hostPath")) for device in plain_items(props, "devices")]
     rules = [str(rule) for rule in plain_items(props, "deviceCgroupRules")]
+    drivers = [str(plain(request, "driver")) for request in plain_items(props, "deviceRequests")]
     problems = []
     if devices:
         problems.append(f"reaches the host devices {', '.join(devices)}")
     if rules:
         problems.append(f"may use host devices by cgroup rule ({', '.join(rules)})")
+    if drivers or plain(props, "gpus"):
+        problems.append("requests host devices through a device driver (deviceRequests, gpus)")
     return problems
 
 

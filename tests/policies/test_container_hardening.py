@@ -112,6 +112,8 @@ def test_node_exporter_keeps_the_host_view_the_config_grants_it_by_name() -> Non
             "reaches the host devices /dev/sda",
         ),
         ({"deviceCgroupRules": ["b 8:* rmw"]}, "by cgroup rule (b 8:* rmw)"),
+        ({"gpus": "all"}, "requests host devices through a device driver"),
+        ({"deviceRequests": [{"driver": "nvidia"}]}, "requests host devices through a device"),
         (
             {"securityOpts": ["no-new-privileges:true", "seccomp=unconfined"]},
             "turns seccomp off (seccomp=unconfined)",

@@ -178,6 +178,7 @@ docker.Container(
     userns_mode="host",
     cgroupns_mode="host",
     devices=[docker.ContainerDeviceArgs(host_path="/dev/sda")],
+    device_requests=[docker.ContainerDeviceRequestArgs(driver="nvidia", count=-1)],
     mounts=[docker.ContainerMountArgs(type="bind", source="/run/./docker.sock", target="/s")],
     volumes=[docker.ContainerVolumeArgs(host_path="/var/run//docker.sock", container_path="/t")],
 )
@@ -328,6 +329,7 @@ def test_the_pack_reads_the_sdk_names_of_each_gap(gaps_run: ProgramRun) -> None:
         "usernsMode host",
         "cgroupnsMode host",
         "reaches the host devices /dev/sda",
+        "requests host devices through a device driver",
         "turns seccomp off (seccomp=unconfined)",
         "turns AppArmor off (apparmor=unconfined)",
         "mounts the Docker socket /run/./docker.sock",
