@@ -222,10 +222,11 @@ def _mount_problems(props: Any, writable: Sequence[str], access: frozenset[str])
 def _namespace_problems(props: Any, access: frozenset[str]) -> list[str]:
     problems = []
     for namespace, key in NAMESPACES.items():
-        mode = _option(props, key)
-        shared = mode is not None and (mode == "host" or mode.startswith("container:"))
+        mode = _option(props, key) or ""
+        shared = mode == "host" or mode.startswith("container:")
         if shared and namespace not in access:
-            problems.append(f"shares a {namespace} namespace ({key} {mode}; hostAccess)")
+            owner = "the host's" if mode == "host" else f"container {mode[10:]}'s"
+            problems.append(f"shares {owner} {namespace} namespace ({key} {mode}; hostAccess)")
     return problems
 
 

@@ -43,10 +43,12 @@ def test_node_exporter_keeps_the_host_view_the_config_grants_it_by_name() -> Non
     }
     assert _verdict(name="node-exporter", **view) == []
     [message] = _verdict(name="node-exporter", ipcMode="host", **view)
-    assert "shares a ipc namespace (ipcMode host" in message
+    assert "shares the host's ipc namespace (ipcMode host" in message
     [message] = _verdict(name="exporter", **view)
-    assert "Container 'exporter': shares a network namespace (networkMode host" in message
-    assert "shares a pid namespace" in message and "which holds the Docker socket" in message
+    assert "Container 'exporter': shares the host's network namespace (networkMode host" in message
+    assert (
+        "shares the host's pid namespace" in message and "which holds the Docker socket" in message
+    )
     config = {POLICY: {"hostAccess": {"exporter": ["network", "pid", "socket-directory"]}}}
     assert _verdict(config, name="exporter", **view) == []
 
@@ -101,12 +103,15 @@ def test_node_exporter_keeps_the_host_view_the_config_grants_it_by_name() -> Non
             "uses the volume driver x, a plugin",
         ),
         ({"mounts": [{"type": "npipe", "target": "/p"}]}, "type 'npipe', which the pack cannot"),
-        ({"networkMode": "host"}, "shares a network namespace (networkMode host"),
-        ({"networkMode": "container:db"}, "shares a network namespace (networkMode container:db"),
-        ({"pidMode": "host"}, "shares a pid namespace (pidMode host"),
-        ({"ipcMode": "host"}, "shares a ipc namespace (ipcMode host"),
-        ({"usernsMode": "host"}, "shares a userns namespace (usernsMode host"),
-        ({"cgroupnsMode": "host"}, "shares a cgroupns namespace (cgroupnsMode host"),
+        ({"networkMode": "host"}, "shares the host's network namespace (networkMode host"),
+        (
+            {"networkMode": "container:db"},
+            "shares container db's network namespace (networkMode container:db",
+        ),
+        ({"pidMode": "host"}, "shares the host's pid namespace (pidMode host"),
+        ({"ipcMode": "host"}, "shares the host's ipc namespace (ipcMode host"),
+        ({"usernsMode": "host"}, "shares the host's userns namespace (usernsMode host"),
+        ({"cgroupnsMode": "host"}, "shares the host's cgroupns namespace (cgroupnsMode host"),
         (
             {"devices": [{"hostPath": "/dev/sda", "containerPath": "/dev/sda"}]},
             "reaches the host devices /dev/sda",
