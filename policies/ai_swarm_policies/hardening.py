@@ -183,7 +183,7 @@ def _volume_driver_problems(
             _text(device, f"{where} device"), "ro" in mount_options, writable, frozenset()
         )
         return [f"{where} {problem}"] if problem else []
-    if kind not in (None, "tmpfs") or (device is not None and kind != "tmpfs"):
+    if kind != "tmpfs" and (kind, device) != (None, None):  # a filesystem or device mount
         return [
             f"{where} mounts {device or 'a device'} (type {kind or 'unset'}) through the local "
             "driver, which the pack cannot judge: use a data directory under writableHostPaths"
