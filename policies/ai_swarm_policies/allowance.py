@@ -17,15 +17,25 @@ from pulumi_policy import (
 from .analyzed import resources
 from .contract import (
     A1_SHAPE,
+    BOOT_VOLUME,
     INSTANCE,
     MICRO_SHAPE,
+    OCI_CORE_PREFIX,
+    UNDERSTOOD_TYPES,
     VCN,
     VOLUME,
     VOLUME_BACKUP_POLICY,
     VOLUME_BACKUP_POLICY_ASSIGNMENT,
 )
-from .measure import InstanceSizes, measure_backups, measure_block_storage, measure_instances
+from .measure import (
+    InstanceSizes,
+    Resource,
+    measure_backups,
+    measure_block_storage,
+    measure_instances,
+)
 from .messages import fmt, largest, report_count, report_undecidable
+from .reading import UndecidableError, as_number, plain, plain_items, plain_number, plain_text
 from .settings import count, default, number, settings, strings
 
 PROFILE_4X24_CONFIG: Final = "policies/profiles/a1-4x24.json"
@@ -113,13 +123,28 @@ def _report_a1_totals(
 # --- block-storage-allowance ----------------------------------------------------------------
 
 BLOCK_STORAGE_SCHEMA: Final = PolicyConfigSchema(
-    {"maxBlockStorageGb": number(200, "Boot plus block volumes, in GB.")}
+    {
+        "maxBlockStorageGb": number(200, "Boot plus block volumes, in GB."),
+        "maxVpusPerGb": number(
+            10,
+            "Volume performance units per GB a boot or block volume may have, autotuned or not "
+            "(10 is Balanced, the performance Always Free volumes come with).",
+        ),
+    }
 )
+
+# Where each kind of volume names its replicas (copies in another availability domain or
+# region, stored and billed beside the volume).
+_REPLICAS: Final = {VOLUME: "blockVolumeReplicas", BOOT_VOLUME: "bootVolumeReplicas"}
 
 
 def _check_block_storage(args: StackValidationArgs, report: ReportViolation) -> None:
-    allowed = float(settings(args.get_config(), BLOCK_STORAGE_SCHEMA)("maxBlockStorageGb"))
-    storage = measure_block_storage(resources(args, INSTANCE, VOLUME))
+    setting = settings(args.get_config(), BLOCK_STORAGE_SCHEMA)
+    allowed = float(setting("maxBlockStorageGb"))
+    max_vpus = float(setting("maxVpusPerGb"))
+    for resource in resources(args, INSTANCE, VOLUME, BOOT_VOLUME):
+        _report_volume_extras(resource, max_vpus, report)
+    storage = measure_block_storage(resources(args, INSTANCE, VOLUME, BOOT_VOLUME))
     report_undecidable(report, storage.undecidable)
     used = storage.gb
     if used <= allowed:
@@ -132,6 +157,65 @@ def _check_block_storage(args: StackValidationArgs, report: ReportViolation) -> 
         "at least), or raise maxBlockStorageGb in the block-storage-allowance pack config.",
         None,
     )
+
+
+def _report_volume_extras(resource: Resource, max_vpus: float, report: ReportViolation) -> None:
+    """What a volume costs beyond its size: performance above `max_vpus`, and replicas."""
+    try:
+        problems = _volume_extras(resource, max_vpus)
+    except UndecidableError as error:
+        problems = [str(error)]
+    if problems:
+        report(
+            f"{resource.type} '{resource.name}': {'; '.join(problems)}. Fix: keep volumes at "
+            f"{fmt(max_vpus)} VPUs/GB or less without replicas (both are billed beyond the "
+            "Always Free storage), or raise maxVpusPerGb in the block-storage-allowance pack "
+            "config if your tenancy pays for the performance.",
+            resource.urn,
+        )
+
+
+def _volume_extras(resource: Resource, max_vpus: float) -> list[str]:
+    props = resource.props
+    vpus: list[tuple[str, float | None]] = []
+    if resource.type == INSTANCE:
+        vpus.append(
+            (
+                "sourceDetails.bootVolumeVpusPerGb",
+                plain_number(props, "sourceDetails", "bootVolumeVpusPerGb"),
+            )
+        )
+        for index, attachment in enumerate(plain_items(props, "launchVolumeAttachments")):
+            vpus.append(
+                (
+                    f"launchVolumeAttachments[{index}].launchCreateVolumeDetails.vpusPerGb",
+                    plain_number(attachment, "launchCreateVolumeDetails", "vpusPerGb"),
+                )
+            )
+        return [
+            _too_fast(where, value, max_vpus) for where, value in vpus if _over(value, max_vpus)
+        ]
+    vpus.append(("vpusPerGb", plain_number(props, "vpusPerGb")))
+    for index, policy in enumerate(plain_items(props, "autotunePolicies")):
+        if plain(policy, "autotuneType") == "PERFORMANCE_BASED":
+            where = f"autotunePolicies[{index}].maxVpusPerGb"
+            vpus.append((where, as_number(plain(policy, "maxVpusPerGb"), where)))
+    problems = [
+        _too_fast(where, value, max_vpus) for where, value in vpus if _over(value, max_vpus)
+    ]
+    replicas = _REPLICAS[resource.type]
+    count = len(plain_items(props, replicas))
+    if count:
+        problems.append(f"keeps {count} replica{'s' if count != 1 else ''} ({replicas})")
+    return problems
+
+
+def _over(value: float | None, limit: float) -> bool:
+    return value is not None and value > limit
+
+
+def _too_fast(where: str, value: float | None, limit: float) -> str:
+    return f"{where} is {fmt(value or 0)}, above the {fmt(limit)} allowed (maxVpusPerGb)"
 
 
 # --- vcn-allowance --------------------------------------------------------------------------
@@ -166,6 +250,8 @@ def _check_backups(args: StackValidationArgs, report: ReportViolation) -> None:
         resources(args, VOLUME_BACKUP_POLICY, VOLUME_BACKUP_POLICY_ASSIGNMENT)
     )
     report_undecidable(report, backups.undecidable)
+    for resource in resources(args, VOLUME, BOOT_VOLUME, VOLUME_BACKUP_POLICY):
+        _report_backup_elsewhere(resource, report)
     if backups.count <= allowed:
         return
     # Each policy's backups per volume, and the number of volumes it is assigned to.
@@ -185,6 +271,56 @@ def _check_backups(args: StackValidationArgs, report: ReportViolation) -> None:
         "tenancy pays for more backups.",
         None,
     )
+
+
+def _report_backup_elsewhere(resource: Resource, report: ReportViolation) -> None:
+    """Backups the assignments do not show: a volume's own `backupPolicyId` (how Oracle's
+    bronze, silver and gold policies are usually attached) and a policy's cross-region copy."""
+    try:
+        if resource.type == VOLUME_BACKUP_POLICY:
+            region = plain_text(resource.props, "destinationRegion")
+            problem = (
+                None
+                if region is None
+                else f"copies every backup to region {region} (destinationRegion), backups the "
+                "allowance does not cover"
+            )
+        else:
+            policy = plain_text(resource.props, "backupPolicyId")
+            problem = (
+                None
+                if policy is None
+                else f"takes backups by its backupPolicyId {policy}, which no assignment shows, "
+                "so they cannot be counted (Oracle's bronze, silver and gold policies keep more "
+                "than the free five)"
+            )
+    except UndecidableError as error:
+        problem = str(error)
+    if problem:
+        report(
+            f"{resource.type} '{resource.name}' {problem}. Fix: back volumes up only through a "
+            "VolumeBackupPolicyAssignment of a VolumeBackupPolicy the stack defines, with no "
+            "destinationRegion.",
+            resource.urn,
+        )
+
+
+# --- always-free-resource-types -------------------------------------------------------------
+
+
+def _check_resource_types(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A stack policy: it reads each resource's type only, never its inputs."""
+    for resource in args.resources:
+        kind = resource.resource_type
+        if kind.startswith(OCI_CORE_PREFIX) and kind not in UNDERSTOOD_TYPES:
+            report(
+                f"{kind} '{resource.name}' is a resource type the allowance policies cannot "
+                "measure, so what it costs (instances, storage, backups, replicas) is "
+                "unchecked. Fix: build the stack from the oci:Core types the pack measures "
+                "(policies/ai_swarm_policies/contract.py, UNDERSTOOD_TYPES), or teach the pack "
+                "to measure this one.",
+                resource.urn,
+            )
 
 
 def allowance_policies() -> list[Policy]:
@@ -217,5 +353,11 @@ def allowance_policies() -> list[Policy]:
             validate=_check_backups,
             enforcement_level=mandatory,
             config_schema=BACKUP_SCHEMA,
+        ),
+        StackValidationPolicy(
+            name="always-free-resource-types",
+            description="Every oci:Core resource is of a type the allowance policies measure.",
+            validate=_check_resource_types,
+            enforcement_level=mandatory,
         ),
     ]

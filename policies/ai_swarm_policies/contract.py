@@ -12,6 +12,7 @@ from typing import Final
 # Type tokens of the resources the program registers (the provider SDKs' spelling).
 INSTANCE: Final = "oci:Core/instance:Instance"
 VOLUME: Final = "oci:Core/volume:Volume"
+BOOT_VOLUME: Final = "oci:Core/bootVolume:BootVolume"
 VOLUME_ATTACHMENT: Final = "oci:Core/volumeAttachment:VolumeAttachment"
 VOLUME_BACKUP_POLICY: Final = "oci:Core/volumeBackupPolicy:VolumeBackupPolicy"
 VOLUME_BACKUP_POLICY_ASSIGNMENT: Final = (
@@ -24,12 +25,47 @@ ROUTE_TABLE: Final = "oci:Core/routeTable:RouteTable"
 SUBNET: Final = "oci:Core/subnet:Subnet"
 SECURITY_LIST: Final = "oci:Core/securityList:SecurityList"
 DEFAULT_SECURITY_LIST: Final = "oci:Core/defaultSecurityList:DefaultSecurityList"
+NSG: Final = "oci:Core/networkSecurityGroup:NetworkSecurityGroup"
 NSG_RULE: Final = "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule"
 CONTAINER: Final = "docker:index/container:Container"
 REMOTE_IMAGE: Final = "docker:index/remoteImage:RemoteImage"
 DOCKER_NETWORK: Final = "docker:index/network:Network"
+DOCKER_VOLUME: Final = "docker:index/volume:Volume"
 REMOTE_COMMAND: Final = "command:remote:Command"
 RANDOM_PASSWORD: Final = "random:index/randomPassword:RandomPassword"
+
+# The provider packages whose every resource type the pack must understand: the allowance
+# policies measure `oci:Core`, container-hardening judges `docker`. A type of theirs outside
+# `UNDERSTOOD_TYPES` (an InstancePool, a BootVolumeBackup, a Swarm Service, a Plugin...) can
+# spend the allowance or reach the host in ways no policy reads, so it is a violation.
+OCI_CORE_PREFIX: Final = "oci:Core/"
+DOCKER_PREFIX: Final = "docker:"
+UNDERSTOOD_TYPES: Final = frozenset(
+    {
+        # measured by the allowance policies (sizes, performance, replicas, backups)
+        INSTANCE,
+        VOLUME,
+        BOOT_VOLUME,
+        VOLUME_BACKUP_POLICY,
+        VOLUME_BACKUP_POLICY_ASSIGNMENT,
+        VCN,
+        # free of charge and read by no-public-ingress where they admit traffic
+        VOLUME_ATTACHMENT,
+        PUBLIC_IP,
+        INTERNET_GATEWAY,
+        ROUTE_TABLE,
+        SUBNET,
+        SECURITY_LIST,
+        DEFAULT_SECURITY_LIST,
+        NSG,
+        NSG_RULE,
+        # judged by container-hardening and the image policies
+        CONTAINER,
+        REMOTE_IMAGE,
+        DOCKER_NETWORK,
+        DOCKER_VOLUME,
+    }
+)
 
 # Instance shapes the Always Free allowance covers.
 A1_SHAPE: Final = "VM.Standard.A1.Flex"

@@ -17,6 +17,7 @@ from typing import Any, Final, NamedTuple
 
 from .contract import (
     A1_SHAPE,
+    BOOT_VOLUME,
     CONTAINER,
     INSTANCE,
     VOLUME,
@@ -140,7 +141,7 @@ def measure_instances(resources: Iterable[Resource]) -> InstanceSizes:
 class StoredVolume:
     resource: Resource
     label: str
-    """`boot of 'instance'` or `'volume'`."""
+    """`boot of 'instance'`, `'volume'` or `launch volume 0 of 'instance'`."""
     size_gb: float
 
 
@@ -160,28 +161,42 @@ def _boot_volume(instance: Resource) -> StoredVolume:
     return StoredVolume(instance, f"boot of '{instance.name}'", size_gb)
 
 
+def _launch_volumes(instance: Resource) -> tuple[StoredVolume, ...]:
+    """The block volumes an instance creates at launch (`launchVolumeAttachments`)."""
+    volumes = []
+    for index, attachment in enumerate(plain_items(instance.props, "launchVolumeAttachments")):
+        size = plain_number(attachment, "launchCreateVolumeDetails", "sizeInGbs")
+        if size is None:
+            continue  # attaches an existing volume, which the stack counts where it is made
+        volumes.append(StoredVolume(instance, f"launch volume {index} of '{instance.name}'", size))
+    return tuple(volumes)
+
+
 def _block_volume(volume: Resource) -> StoredVolume:
     size = plain_number(volume.props, "sizeInGbs")
-    if size is None:
+    if size is None and volume.type == VOLUME:
         size_mb = plain_number(volume.props, "sizeInMbs")  # deprecated, still accepted by OCI
-        if size_mb is None:
-            raise UndecidableError(
-                "sets no size (sizeInGbs), so OCI picks one that the allowance cannot be "
-                "checked against; set it (`ai-swarm:dataVolumeGb` sizes the data volume)"
-            )
-        size = size_mb / 1024
+        size = None if size_mb is None else size_mb / 1024
+    if size is None:
+        raise UndecidableError(
+            "sets no size (sizeInGbs), so OCI picks one that the allowance cannot be "
+            "checked against; set it (`ai-swarm:dataVolumeGb` sizes the data volume)"
+        )
     return StoredVolume(volume, f"'{volume.name}'", size)
 
 
 def measure_block_storage(resources: Iterable[Resource]) -> BlockStorage:
-    """Boot volumes first, then block volumes, each in registration order."""
+    """Boot volumes first, then block volumes, each in registration order: an instance's own
+    boot volume and launch volumes, and every Volume and stand-alone BootVolume."""
     failed: list[Undecidable] = []
     boots: list[Any] = []
     blocks: list[Any] = []
     for resource in resources:
         if resource.type == INSTANCE:
             boots.append(_read(resource, _boot_volume, failed))
-        elif resource.type == VOLUME:
+            launched = _read(resource, _launch_volumes, failed)
+            blocks.extend(() if launched is _UNREAD else launched)
+        elif resource.type in (VOLUME, BOOT_VOLUME):
             blocks.append(_read(resource, _block_volume, failed))
     volumes = tuple(v for v in (*boots, *blocks) if v is not _UNREAD)
     return BlockStorage(volumes, tuple(failed))

@@ -34,7 +34,10 @@ def test_the_shipped_4x24_profile_raises_the_a1_allowance_to_4_ocpu_24_gb_4_inst
     assert level == "mandatory"
     assert (properties["maxA1Ocpus"], properties["maxA1MemoryGb"]) == (4, 24)
     assert properties["maxA1Instances"] == 4
-    assert config["block-storage-allowance"] == ("mandatory", {"maxBlockStorageGb": 200})
+    assert config["block-storage-allowance"] == (
+        "mandatory",
+        {"maxBlockStorageGb": 200, "maxVpusPerGb": 10},
+    )
 
 
 def test_an_empty_file_is_no_config(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
         "maxMicroInstances": 2,
         "allowedShapes": ["VM.Standard.A1.Flex", "VM.Standard.E2.1.Micro"],
     },
-    "block-storage-allowance": {"maxBlockStorageGb": 200},
+    "block-storage-allowance": {"maxBlockStorageGb": 200, "maxVpusPerGb": 10},
     "vcn-allowance": {"maxVcns": 2},
     "backup-allowance": {"maxVolumeBackups": 5},
     "host-memory-budget": {"hostReservedMemoryMb": 1536},
@@ -61,7 +61,16 @@ EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
     "no-public-ingress": {"publicPorts": [], "minIpv4SourcePrefix": 8, "minIpv6SourcePrefix": 32},
     "container-hardening": {
         "allowedCapabilities": ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"],
+        "rootRefusedCapabilities": [
+            "DAC_READ_SEARCH",
+            "DAC_OVERRIDE",
+            "SYS_ADMIN",
+            "SYS_PTRACE",
+            "SYS_MODULE",
+        ],
+        "entrypointDropsRoot": ["postgres", "redis", "redis-sentinel"],
         "writableHostPaths": ["/mnt/data"],
+        "hostAccess": {"node-exporter": ["network", "pid", "socket-directory"]},
     },
 }
 EXPECTED_LEVELS = {
@@ -69,6 +78,7 @@ EXPECTED_LEVELS = {
     "block-storage-allowance": MANDATORY,
     "vcn-allowance": MANDATORY,
     "backup-allowance": MANDATORY,
+    "always-free-resource-types": MANDATORY,
     "host-memory-budget": MANDATORY,
     "host-cpu-budget": MANDATORY,
     "container-limits-required": MANDATORY,

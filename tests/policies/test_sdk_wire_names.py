@@ -81,6 +81,131 @@ for name, memory, ip, extra in (
 """
 
 
+# What the pack once let through, made with the SDKs: each resource must fail it.
+GAPS_PROGRAM = """
+import pulumi
+import pulumi_docker as docker
+import pulumi_oci as oci
+
+gold = "ocid1.volumebackuppolicy.oc1..gold"
+oci.core.Instance(
+    "host",
+    availability_domain="AD-1",
+    compartment_id="compartment",
+    shape="VM.Standard.A1.Flex",
+    shape_config=oci.core.InstanceShapeConfigArgs(ocpus=2, memory_in_gbs=12),
+    source_details=oci.core.InstanceSourceDetailsArgs(
+        source_type="image", source_id="image", boot_volume_size_in_gbs="50",
+        boot_volume_vpus_per_gb="30",
+    ),
+    launch_volume_attachments=[
+        oci.core.InstanceLaunchVolumeAttachmentArgs(
+            type="paravirtualized",
+            launch_create_volume_details=(
+                oci.core.InstanceLaunchVolumeAttachmentLaunchCreateVolumeDetailsArgs(
+                    size_in_gbs="100", volume_creation_type="ATTRIBUTES", vpus_per_gb="20"
+                )
+            ),
+        )
+    ],
+    freeform_tags={"ai-swarm-host": "host"},
+    opts=pulumi.ResourceOptions(ignore_changes=["source_details"]),
+)
+oci.core.BootVolume(
+    "spare",
+    availability_domain="AD-1",
+    compartment_id="compartment",
+    source_details=oci.core.BootVolumeSourceDetailsArgs(type="bootVolume", id="boot"),
+    size_in_gbs="500",
+    boot_volume_replicas=[oci.core.BootVolumeBootVolumeReplicaArgs(availability_domain="AD-2")],
+    backup_policy_id=gold,
+    opts=pulumi.ResourceOptions(protect=True),
+)
+oci.core.Volume(
+    "fast",
+    availability_domain="AD-1",
+    compartment_id="compartment",
+    size_in_gbs="50",
+    vpus_per_gb="20",
+    autotune_policies=[
+        oci.core.VolumeAutotunePolicyArgs(autotune_type="PERFORMANCE_BASED", max_vpus_per_gb="30")
+    ],
+    block_volume_replicas=[oci.core.VolumeBlockVolumeReplicaArgs(availability_domain="AD-2")],
+    backup_policy_id=gold,
+    opts=pulumi.ResourceOptions(protect=True),
+)
+oci.core.VolumeBackupPolicy(
+    "copied",
+    compartment_id="compartment",
+    destination_region="us-ashburn-1",
+    schedules=[
+        oci.core.VolumeBackupPolicyScheduleArgs(
+            backup_type="INCREMENTAL", period="ONE_WEEK", retention_seconds=7 * 24 * 3600,
+        )
+    ],
+)
+oci.core.InstancePool(
+    "pool",
+    compartment_id="compartment",
+    instance_configuration_id="configuration",
+    size=10,
+    placement_configurations=[
+        oci.core.InstancePoolPlacementConfigurationArgs(availability_domain="AD-1")
+    ],
+)
+oci.core.VolumeGroup(
+    "group",
+    availability_domain="AD-1",
+    compartment_id="compartment",
+    source_details=oci.core.VolumeGroupSourceDetailsArgs(type="volumeIds", volume_ids=["v"]),
+    volume_group_replicas=[
+        oci.core.VolumeGroupVolumeGroupReplicaArgs(availability_domain="us-ashburn-1:AD-1")
+    ],
+)
+docker.Container(
+    "escape",
+    name="escape",
+    image="sha256:escape",
+    cpus="0.5",
+    memory=256,
+    labels=[docker.ContainerLabelArgs(label="ai-swarm.host", value="host")],
+    user="0:0",
+    capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["DAC_READ_SEARCH"]),
+    security_opts=["no-new-privileges:true", "seccomp=unconfined", "apparmor=unconfined"],
+    network_mode="host",
+    pid_mode="host",
+    ipc_mode="host",
+    userns_mode="host",
+    cgroupns_mode="host",
+    devices=[docker.ContainerDeviceArgs(host_path="/dev/sda")],
+    device_requests=[docker.ContainerDeviceRequestArgs(driver="nvidia", count=-1)],
+    mounts=[docker.ContainerMountArgs(type="bind", source="/run/./docker.sock", target="/s")],
+    volumes=[docker.ContainerVolumeArgs(host_path="/var/run//docker.sock", container_path="/t")],
+)
+docker.Volume("bound", driver="local", driver_opts={"type": "none", "o": "bind", "device": "/etc"})
+docker.Service(
+    "swarm",
+    task_spec=docker.ServiceTaskSpecArgs(
+        container_spec=docker.ServiceTaskSpecContainerSpecArgs(
+            image="redis:latest", cap_adds=["ALL"]
+        )
+    ),
+)
+"""
+
+
+def _program_run(tmp_path_factory: pytest.TempPathFactory, program: str) -> ProgramRun:
+    project = tmp_path_factory.mktemp("sdk-program")
+    (project / "__main__.py").write_text(program)
+    (project / "Pulumi.oracle.yaml").write_text("config: {}\n")
+    return run_program(stack="oracle", project_dir=Path(project))
+
+
+@pytest.fixture(scope="module")
+def gaps_run(tmp_path_factory: pytest.TempPathFactory) -> ProgramRun:
+    return _program_run(tmp_path_factory, GAPS_PROGRAM)
+
+
 @pytest.fixture(scope="module")
 def sdk_run(tmp_path_factory: pytest.TempPathFactory) -> ProgramRun:
     project = tmp_path_factory.mktemp("sdk-program")
@@ -147,3 +272,71 @@ def test_container_hardening_reads_the_sdk_names(report: PolicyReport) -> None:
     assert "mounts the Docker socket /var/run/docker.sock" in found.message
     assert "keeps Docker's default capabilities" in found.message
     assert "set no-new-privileges" in found.message
+
+
+def _messages(report: PolicyReport, run: ProgramRun, policy: str, name: str) -> str:
+    return "\n".join(d.message for d in report.of_policy(policy) if d.urn == _urn(run, name))
+
+
+def test_every_gap_fails_the_pack_on_sdk_made_resources(gaps_run: ProgramRun) -> None:
+    report = evaluate(gaps_run.registrations)
+    fired = {(d.policy, d.urn) for d in report.mandatory_violations}
+    urn = {r.name: r.urn for r in gaps_run.registrations}
+    assert fired == {
+        # the boot volume's VPUs and launch volume's VPUs; the boot and fast volumes' VPUs and
+        # replicas; 50 + 100 launched + 500 + 50 GB in total
+        ("block-storage-allowance", urn["host"]),
+        ("block-storage-allowance", urn["spare"]),
+        ("block-storage-allowance", urn["fast"]),
+        ("block-storage-allowance", ""),
+        # gold by backupPolicyId; a cross-region copy
+        ("backup-allowance", urn["spare"]),
+        ("backup-allowance", urn["fast"]),
+        ("backup-allowance", urn["copied"]),
+        ("always-free-resource-types", urn["pool"]),
+        ("always-free-resource-types", urn["group"]),
+        ("container-hardening", urn["escape"]),
+        ("container-hardening", urn["bound"]),
+        ("container-hardening", urn["swarm"]),
+    }
+
+
+def test_the_pack_reads_the_sdk_names_of_each_gap(gaps_run: ProgramRun) -> None:
+    report = evaluate(gaps_run.registrations)
+    storage = "block-storage-allowance"
+    assert "sourceDetails.bootVolumeVpusPerGb is 30" in _messages(report, gaps_run, storage, "host")
+    assert "launchCreateVolumeDetails.vpusPerGb is 20" in _messages(
+        report, gaps_run, storage, "host"
+    )
+    assert "keeps 1 replica (bootVolumeReplicas)" in _messages(report, gaps_run, storage, "spare")
+    fast = _messages(report, gaps_run, storage, "fast")
+    for part in ("vpusPerGb is 20", "maxVpusPerGb is 30", "keeps 1 replica (blockVolumeReplicas)"):
+        assert part in fast
+    [total] = [d.message for d in report.of_policy(storage) if d.urn == ""]
+    assert "total 700 GB" in total and "launch volume 0 of 'host' 100 GB" in total
+    assert "backupPolicyId ocid1.volumebackuppolicy.oc1..gold" in _messages(
+        report, gaps_run, "backup-allowance", "fast"
+    )
+    assert "region us-ashburn-1" in _messages(report, gaps_run, "backup-allowance", "copied")
+    types = "always-free-resource-types"
+    assert "oci:Core/instancePool:InstancePool 'pool'" in _messages(report, gaps_run, types, "pool")
+    assert "oci:Core/volumeGroup:VolumeGroup 'group'" in _messages(report, gaps_run, types, "group")
+    hardening = "container-hardening"
+    escape = _messages(report, gaps_run, hardening, "escape")
+    for part in (
+        "networkMode host",
+        "pidMode host",
+        "ipcMode host",
+        "usernsMode host",
+        "cgroupnsMode host",
+        "reaches the host devices /dev/sda",
+        "requests host devices through a device driver",
+        "turns seccomp off (seccomp=unconfined)",
+        "turns AppArmor off (apparmor=unconfined)",
+        "mounts the Docker socket /run/./docker.sock",
+        "mounts the Docker socket /var/run//docker.sock",
+        "runs as root (user 0:0) with DAC_READ_SEARCH",
+    ):
+        assert part in escape
+    assert "/etc writable" in _messages(report, gaps_run, hardening, "bound")
+    assert "docker:index/service:Service 'swarm'" in _messages(report, gaps_run, hardening, "swarm")
