@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.config import host as host_keys
-from components.config.backups import BackupSchedule, backup_schedule
+from components.config.backups import BackupSchedule, OffsiteSettings, backup_schedule
 from components.config.host import MIN_BLOCK_VOLUME_GB, MIN_BOOT_VOLUME_GB, IpNetwork
 from components.config.readers import NAMESPACE, ConfigError, ipv4_network
 from components.config.services import (
@@ -32,6 +32,7 @@ __all__ = [
     "BackupSchedule",
     "ConfigError",
     "ModelRoute",
+    "OffsiteSettings",
     "ServiceOverride",
     "ServiceSettings",
     "StackConfig",
@@ -48,6 +49,8 @@ class StackConfig:
     """The validated configuration of one stack."""
 
     compartment_id: str
+    # IAM (the off-site backups' dynamic group and policy) lives in the tenancy itself.
+    tenancy_id: str
     availability_domain: str
     profile: SizingProfile
     host_size: HostSize
@@ -96,6 +99,7 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     ssh_public_key = host_keys.ssh_public_key(cfg)
     return StackConfig(
         compartment_id=compartment_id,
+        tenancy_id=tenancy_id,
         availability_domain=host_keys.availability_domain(
             cfg, list_availability_domains(tenancy_id)
         ),
