@@ -51,6 +51,7 @@ class StackConfig:
     compartment_id: str
     # IAM (the off-site backups' dynamic group and policy) lives in the tenancy itself.
     tenancy_id: str
+    region: str
     availability_domain: str
     profile: SizingProfile
     host_size: HostSize
@@ -89,7 +90,7 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     oci_cfg = pulumi.Config("oci")
     cfg = pulumi.Config(NAMESPACE)
 
-    host_keys.require_region(oci_cfg)
+    region = host_keys.require_region(oci_cfg)
     tenancy_id = host_keys.tenancy_ocid(oci_cfg)
     compartment_id = host_keys.compartment_ocid(cfg, tenancy_id)
     profile = host_keys.profile(cfg)
@@ -100,6 +101,7 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     return StackConfig(
         compartment_id=compartment_id,
         tenancy_id=tenancy_id,
+        region=region,
         availability_domain=host_keys.availability_domain(
             cfg, list_availability_domains(tenancy_id)
         ),
