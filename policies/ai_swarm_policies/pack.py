@@ -16,6 +16,7 @@ from .baseline import (
 from .hardening import container_hardening_policy
 from .host_budget import host_budget_policies
 from .ingress import public_ingress_policy
+from .object_storage import object_storage_policies
 
 PACK_NAME: Final = "ai-swarm"
 
@@ -31,4 +32,5 @@ def build_policies() -> list[Policy]:
         container_hardening_policy(),
         protected_data_policy(),
         pinned_images_policy(),
+        *object_storage_policies(),
     ]

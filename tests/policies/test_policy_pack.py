@@ -63,6 +63,11 @@ EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
         "allowedCapabilities": ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"],
         "writableHostPaths": ["/mnt/data"],
     },
+    "object-storage-allowance": {
+        "maxObjectStorageGb": 20,
+        "expectedDumpGb": 1,
+        "maxObjectDays": 30,
+    },
 }
 EXPECTED_LEVELS = {
     "a1-allowance": MANDATORY,
@@ -77,6 +82,7 @@ EXPECTED_LEVELS = {
     "container-hardening": MANDATORY,
     "protected-data": MANDATORY,
     "pinned-images": ADVISORY,
+    "object-storage-allowance": MANDATORY,
 }
 
 
