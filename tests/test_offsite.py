@@ -7,11 +7,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dryrun.engine import ProgramRun, run_program
+from components import offsite
+from dryrun.engine import PROJECT_DIR, ProgramRun, run_program
 from tests.helpers import INSTANCE, user_data_text
 
 COMPONENT = "ai-swarm:oci:OffsiteBackups"
@@ -259,3 +261,12 @@ def test_the_cloud_config_is_the_same_with_and_without_offsite(always_free_run: 
         always_free_run.ids[always_free_run.one(INSTANCE).urn]
         == without.ids[without.one(INSTANCE).urn]
     )
+
+
+def test_the_readme_names_what_the_program_makes() -> None:
+    text = " ".join((Path(PROJECT_DIR) / "README.md").read_text().split())
+    assert f"`oci-cli` {offsite.OCI_CLI_VERSION}, pinned, in `{offsite.OCI_CLI_VENV}`" in text
+    assert f"`{offsite.UPLOAD_UNIT}.service`" in text
+    assert f"rule `{offsite.matching_rule('<instanceId>')}`" in text
+    assert "`OBJECT_CREATE` and `OBJECT_INSPECT` on this bucket only" in text
+    assert "`ai-swarm:backups.offsiteDays` | 14 | days each off-site dump is kept, 1 to 365" in text
