@@ -8,6 +8,7 @@ from components.config import load_config
 from components.host import ArmHost, ArmHostArgs
 from components.host_config import HostSettings, HostSettingsArgs
 from components.network import Network, NetworkArgs
+from components.offsite import OffsiteBackups, OffsiteBackupsArgs
 from components.services.placement import place_services
 
 
@@ -69,7 +70,7 @@ pulumi.export("uiTunnel", placement.tunnel_command(host.public_ip, host.instance
 pulumi.export("litellmMasterKey", placement.litellm_master_key)
 
 postgres = placement.services.get("postgres")
-Backups(
+backups = Backups(
     "backups",
     BackupsArgs(
         compartment_id=config.compartment_id,
@@ -82,6 +83,23 @@ Backups(
         postgres=postgres.containers[0] if postgres is not None else None,
     ),
 )
+offsite = None
+if postgres is not None and config.backups.offsite.enabled:
+    offsite = OffsiteBackups(
+        "offsite",
+        OffsiteBackupsArgs(
+            compartment_id=config.compartment_id,
+            tenancy_id=config.tenancy_id,
+            region=config.region,
+            host_key=host.host_key,
+            instance_id=host.instance_id,
+            settings=config.backups.offsite,
+            connection=host.connection,
+            after=backups,
+        ),
+    )
 pulumi.export("dataVolumeId", host.data_volume_id)
 pulumi.export("volumeBackups", config.backups.summary)
 pulumi.export("pgDumps", DUMP_DIR if postgres is not None else None)
+pulumi.export("offsiteBucket", offsite.bucket_name if offsite else None)
+pulumi.export("offsiteNamespace", offsite.namespace if offsite else None)

@@ -210,6 +210,19 @@ class SshShell:
             return ShellResult(255, "", f"timed out after {SSH_TIMEOUT_SECONDS}s: {command}")
         return ShellResult(done.returncode, done.stdout, done.stderr)
 
+    def run_input(self, command: str, stdin: Path) -> ShellResult:
+        """`command` with the local file `stdin` as its standard input (no timeout: a restore
+        takes as long as the dump is large)."""
+        with stdin.open("rb") as given:
+            done = subprocess.run(
+                [*self._base, "--", command], stdin=given, capture_output=True, check=False
+            )
+        return ShellResult(
+            done.returncode,
+            done.stdout.decode(errors="replace"),
+            done.stderr.decode(errors="replace"),
+        )
+
     def close(self) -> None:
         """Stop the shared connection (it would otherwise linger for ControlPersist)."""
         subprocess.run(

@@ -27,6 +27,7 @@ from deploy.durations import format_duration, parse_duration
 from deploy.idle import IDLE_BELOW_PERCENT, WINDOW, IdleReport, Verdict, idle_report
 from deploy.images import ImagesReport, run_images_check
 from deploy.oci_cloud import connect
+from deploy.offsite import add_restore_parser, connect_store, run_restore, with_offsite
 from deploy.ports import Cloud, CloudError, OperatorError
 from deploy.registry import DxfRegistry, Registry
 from deploy.retry import (
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _stack_option(idle)
     _images_parser(commands)
+    add_restore_parser(commands, _stack_option)
     return parser
 
 
@@ -152,6 +154,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             return run_status(args.stack, out)
         if args.command == "images":
             return run_images(args, out)
+        if args.command == "restore-dump":
+            return run_restore(args, out)
         return run_idle_check(args.stack, out)
     except OperatorError as error:
         out.print(f"[red]error[/]: {escape(str(error))}", soft_wrap=True)
@@ -252,6 +256,9 @@ def run_status(stack_name: str, console: Console) -> int:
                 data_volume_id=volume_id,
                 cloud_unavailable=unavailable,
             )
+            if outputs.get("offsiteBucket"):
+                store = lambda: connect_store(config, outputs)  # noqa: E731
+                report = with_offsite(report, shell, store, SystemClock().now())
         except StatusReadError as error:
             console.print(f"[red]error[/]: {escape(str(error))}")
             return 1

@@ -41,9 +41,24 @@ def sdk_config_from_stack(config: Mapping[str, str]) -> dict[str, str]:
 
 
 def connect(config: Mapping[str, str]) -> OciCloud:
-    """Clients for the stack's region and credentials: the provider keys in the stack config,
-    else the `~/.oci/config` profile `oci:configFileProfile` (or DEFAULT) names."""
-    sdk = sdk_config_from_stack(config)
+    """Clients for the stack's region and credentials (`sdk_config`)."""
+    sdk = sdk_config(config)
+    try:
+        return OciCloud(
+            identity=oci.identity.IdentityClient(sdk),
+            compute=oci.core.ComputeClient(sdk),
+            blockstorage=oci.core.BlockstorageClient(sdk),
+            monitoring=oci.monitoring.MonitoringClient(sdk),
+            tenancy_id=str(sdk["tenancy"]),
+        )
+    except oci.exceptions.ClientError as error:  # an unreadable key file or wrong passphrase
+        raise OperatorError(f"the stack's OCI API key cannot be used: {error}") from None
+
+
+def sdk_config(config: Mapping[str, str]) -> dict[str, Any]:
+    """The SDK config for the stack's region and credentials: the provider keys in the stack
+    config, else the `~/.oci/config` profile `oci:configFileProfile` (or DEFAULT) names."""
+    sdk: dict[str, Any] = sdk_config_from_stack(config)
     if "region" not in sdk:
         raise OperatorError("oci:region is not set in the stack config")
     if not {"user", "fingerprint"} <= sdk.keys():
@@ -62,16 +77,7 @@ def connect(config: Mapping[str, str]) -> OciCloud:
     except oci.exceptions.InvalidConfig as error:
         # InvalidConfig carries a dict of key name -> "missing"/"malformed", never values.
         raise OperatorError(f"the stack's OCI credentials are incomplete: {error}") from None
-    try:
-        return OciCloud(
-            identity=oci.identity.IdentityClient(sdk),
-            compute=oci.core.ComputeClient(sdk),
-            blockstorage=oci.core.BlockstorageClient(sdk),
-            monitoring=oci.monitoring.MonitoringClient(sdk),
-            tenancy_id=str(sdk["tenancy"]),
-        )
-    except oci.exceptions.ClientError as error:  # an unreadable key file or wrong passphrase
-        raise OperatorError(f"the stack's OCI API key cannot be used: {error}") from None
+    return sdk
 
 
 class OciCloud:

@@ -452,9 +452,14 @@ def _private_ips(args: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _namespace(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {"namespace": "dryrunnamespace"}
+
+
 _INVOKE_ANSWERS: Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "oci:Identity/getAvailabilityDomains:getAvailabilityDomains": _availability_domains,
     "oci:Core/getImages:getImages": _images,
     "oci:Core/getVnicAttachments:getVnicAttachments": _vnic_attachments,
     "oci:Core/getPrivateIps:getPrivateIps": _private_ips,
+    "oci:ObjectStorage/getNamespace:getNamespace": _namespace,
 }

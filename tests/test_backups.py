@@ -216,6 +216,25 @@ def test_readme_gives_the_restore_the_tests_run() -> None:
 
 # --- ai-swarm:backups ---------------------------------------------------------------------------
 
+# Made by `age-keygen` (age 1.1.1): public halves, each good.
+GOOD_AGE_KEYS = (
+    "age1h9gf7fgyx0ep3jtcd49uey8rcthseemmuw692ugmphaap5xqpfrqwuwhus",
+    "age1aawtyajjvrdpwjyl6ry0l09f030vmqgm7hxkj0ymta3r02rscd6sza2e4w",
+)
+AGE_KEY = "an age X25519 public key: age1 and 58 Bech32 characters"
+# Each is refused by `age -r` too (tests/integration/test_offsite.py runs them through it).
+BAD_AGE_KEYS = (
+    GOOD_AGE_KEYS[0][:-1] + "q",  # one character off: the checksum fails
+    GOOD_AGE_KEYS[0].upper(),  # Bech32 is one case; age writes lowercase
+    GOOD_AGE_KEYS[0][:-7] + GOOD_AGE_KEYS[0][-6:],  # a character left out
+    "age1",
+    "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQS7D8W4M",  # a secret
+    f"ssh-ed25519 {'A' * 68}",
+    "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",  # valid Bech32 (BIP 173), another HRP
+    "",
+    42,
+)
+
 # (the value of ai-swarm:backups, the key named in the error, a fragment of what is allowed)
 BAD = [
     ({"keep": 6}, "ai-swarm:backups.keep", "from 1 to 5: the number of backups kept"),
@@ -245,6 +264,12 @@ BAD = [
     ({"hourOfDay": -1}, "ai-swarm:backups.hourOfDay", "from 0 to 23"),
     ({"enabled": "maybe"}, "ai-swarm:backups.enabled", "true or false"),
     ({"retention": 3}, "ai-swarm:backups.retention", "one of enabled, keep, period"),
+    ({"offsite": "maybe"}, "ai-swarm:backups.offsite", "true or false"),
+    ({"offsiteDays": 0}, "ai-swarm:backups.offsiteDays", "from 1 to 365: the days each off-site"),
+    ({"offsiteDays": 366}, "ai-swarm:backups.offsiteDays", "would not fit the free 20 GB"),
+    ({"offsiteDays": 2.5}, "ai-swarm:backups.offsiteDays", "a whole number from 1 to 365"),
+    ({"offsiteDays": True}, "ai-swarm:backups.offsiteDays", "a whole number from 1 to 365"),
+    *[({"ageRecipient": bad}, "ai-swarm:backups.ageRecipient", AGE_KEY) for bad in BAD_AGE_KEYS],
 ]
 
 
@@ -269,3 +294,9 @@ def test_backups_must_be_an_object(raw: str) -> None:
     assert isinstance(failure.value.cause, ConfigError)
     assert failure.value.cause.key == "ai-swarm:backups"
     assert "an object with any of enabled, keep, period, type" in str(failure.value.cause)
+
+
+@pytest.mark.parametrize("recipient", GOOD_AGE_KEYS)
+def test_an_age_public_key_and_offsite_days_are_accepted(recipient: str) -> None:
+    run = _with_backups({"ageRecipient": f" {recipient}\n", "offsiteDays": "30"})
+    assert run.registrations  # no refusal

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.config import host as host_keys
-from components.config.backups import BackupSchedule, backup_schedule
+from components.config.backups import BackupSchedule, OffsiteSettings, backup_schedule
 from components.config.host import MIN_BLOCK_VOLUME_GB, MIN_BOOT_VOLUME_GB, IpNetwork
 from components.config.readers import NAMESPACE, ConfigError, ipv4_network
 from components.config.services import (
@@ -32,6 +32,7 @@ __all__ = [
     "BackupSchedule",
     "ConfigError",
     "ModelRoute",
+    "OffsiteSettings",
     "ServiceOverride",
     "ServiceSettings",
     "StackConfig",
@@ -48,6 +49,9 @@ class StackConfig:
     """The validated configuration of one stack."""
 
     compartment_id: str
+    # IAM (the off-site backups' dynamic group and policy) lives in the tenancy itself.
+    tenancy_id: str
+    region: str
     availability_domain: str
     profile: SizingProfile
     host_size: HostSize
@@ -86,7 +90,7 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     oci_cfg = pulumi.Config("oci")
     cfg = pulumi.Config(NAMESPACE)
 
-    host_keys.require_region(oci_cfg)
+    region = host_keys.require_region(oci_cfg)
     tenancy_id = host_keys.tenancy_ocid(oci_cfg)
     compartment_id = host_keys.compartment_ocid(cfg, tenancy_id)
     profile = host_keys.profile(cfg)
@@ -96,6 +100,8 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     ssh_public_key = host_keys.ssh_public_key(cfg)
     return StackConfig(
         compartment_id=compartment_id,
+        tenancy_id=tenancy_id,
+        region=region,
         availability_domain=host_keys.availability_domain(
             cfg, list_availability_domains(tenancy_id)
         ),

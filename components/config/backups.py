@@ -6,6 +6,10 @@ volume's schedule may keep all five; a schedule that would keep more is refused.
 
     pulumi config set --path ai-swarm:backups.keep 3
     pulumi config set --path ai-swarm:backups.period ONE_DAY
+
+The nightly `pg_dump` files are copied off the volume to Object Storage too (`offsite`, on by
+default when backups are on), kept there `offsiteDays`, and encrypted on the host first when
+`ageRecipient` (an `age` X25519 public key) is set.
 """
 
 from __future__ import annotations
@@ -39,7 +43,40 @@ LAST_DAY_OF_MONTH = 28
 # `keep` + 1 backups while one is replaced.
 HANDOVER_SECONDS = 3_600
 
-_FIELDS = ("enabled", "keep", "period", "type", "dayOfWeek", "dayOfMonth", "hourOfDay")
+_FIELDS = (
+    "enabled",
+    "keep",
+    "period",
+    "type",
+    "dayOfWeek",
+    "dayOfMonth",
+    "hourOfDay",
+    "offsite",
+    "offsiteDays",
+    "ageRecipient",
+)
+
+# Off-site dumps are kept two weeks by default: twice the local seven, so that a dump lost with
+# the volume still has a week of older copies behind it.
+OFFSITE_DAYS = 14
+# A year at most: OCI's lifecycle rule counts whole days, and a longer retention would fill the
+# free 20 GB of Object Storage even with dumps of 55 MB a night (the policy pack checks the real
+# arithmetic against the expected dump size).
+MAX_OFFSITE_DAYS = 365
+# `age` X25519 recipients are Bech32 (BIP 173, not Bech32m) with the human-readable part "age"
+# and a 32-byte key (age specification, "X25519 recipient type").
+AGE_HRP = "age"
+_BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_AGE_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class OffsiteSettings:
+    """The nightly dumps' copies in Object Storage: on or off, days kept, optional encryption."""
+
+    enabled: bool = True
+    days: int = OFFSITE_DAYS
+    age_recipient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +96,7 @@ class BackupSchedule:
     day_of_week: str | None = "SUNDAY"
     day_of_month: int | None = None
     hour_of_day: int = 4
+    offsite: OffsiteSettings = OffsiteSettings()
 
     @property
     def retention_seconds(self) -> int:
@@ -84,8 +122,9 @@ def backup_schedule(cfg: pulumi.Config) -> BackupSchedule:
     given = structured(cfg, "backups", dict, allowed)
     unknown_fields(key("backups"), given, _FIELDS)
     period = _choice(given, "period", "ONE_WEEK", tuple(PERIOD_SECONDS))
+    enabled = boolean(_key("enabled"), given.get("enabled", True))
     return BackupSchedule(
-        enabled=boolean(_key("enabled"), given.get("enabled", True)),
+        enabled=enabled,
         keep=_keep(given),
         period=period,
         backup_type=_choice(given, "type", "INCREMENTAL", BACKUP_TYPES),
@@ -94,7 +133,67 @@ def backup_schedule(cfg: pulumi.Config) -> BackupSchedule:
         hour_of_day=_whole(
             given, "hourOfDay", default=4, low=0, high=23, meaning="an hour of the day (UTC)"
         ),
+        offsite=_offsite(given, enabled),
     )
+
+
+def _offsite(given: Mapping[str, Any], backups_enabled: bool) -> OffsiteSettings:
+    recipient = given.get("ageRecipient")
+    return OffsiteSettings(
+        enabled=boolean(_key("offsite"), given.get("offsite", backups_enabled)),
+        days=_whole(
+            given,
+            "offsiteDays",
+            default=OFFSITE_DAYS,
+            low=1,
+            high=MAX_OFFSITE_DAYS,
+            meaning="the days each off-site dump is kept; more than a year would not fit the "
+            "free 20 GB of Object Storage",
+        ),
+        age_recipient=None if recipient is None else age_recipient(_key("ageRecipient"), recipient),
+    )
+
+
+def age_recipient(full_key: str, value: Any) -> str:
+    """An `age` X25519 public key (`age1...`), its Bech32 checksum and length checked."""
+    allowed = "an age X25519 public key: age1 and 58 Bech32 characters, as `age-keygen -y` prints"
+    text = value.strip() if isinstance(value, str) else ""
+    if _bech32_payload(text, AGE_HRP) is None:
+        raise ConfigError(full_key, value, allowed)
+    return text
+
+
+def _bech32_payload(text: str, hrp: str) -> bytes | None:
+    """The bytes a lowercase Bech32 string with `hrp` carries, or None if it is not one."""
+    if not text.startswith(hrp + "1") or text != text.lower():
+        return None
+    data = [_BECH32_CHARSET.find(c) for c in text[len(hrp) + 1 :]]
+    if len(data) < 6 or -1 in data or _bech32_polymod(_hrp_expand(hrp) + data) != 1:
+        return None
+    bits, value, out = 0, 0, bytearray()
+    for group in data[:-6]:
+        value, bits = (value << 5) | group, bits + 5
+        if bits >= 8:
+            bits -= 8
+            out.append((value >> bits) & 0xFF)
+    if bits >= 5 or value & ((1 << bits) - 1):
+        return None  # padding longer than 4 bits, or not zero
+    return bytes(out) if len(out) == _AGE_KEY_BYTES else None
+
+
+def _hrp_expand(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def _bech32_polymod(values: list[int]) -> int:
+    generator = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    check = 1
+    for value in values:
+        top = check >> 25
+        check = (check & 0x1FFFFFF) << 5 ^ value
+        for i, g in enumerate(generator):
+            check ^= g if (top >> i) & 1 else 0
+    return check
 
 
 def _key(field: str) -> str:

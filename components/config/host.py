@@ -66,13 +66,14 @@ def tenancy_ocid(oci_cfg: pulumi.Config) -> str:
     return checked_ocid("oci:tenancyOcid", value, "tenancy")
 
 
-def require_region(oci_cfg: pulumi.Config) -> None:
+def require_region(oci_cfg: pulumi.Config) -> str:
     """The OCI provider reads `oci:region` itself; checked here so that a missing or misspelt
     region is a clear error before anything is registered."""
     allowed = "the home region's identifier, e.g. eu-frankfurt-1"
     region = require_text(oci_cfg, "oci:region", allowed)
     if not _REGION.match(region):
         raise ConfigError("oci:region", region, allowed)
+    return region
 
 
 def compartment_ocid(cfg: pulumi.Config, tenancy: str) -> str:

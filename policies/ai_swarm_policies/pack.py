@@ -17,6 +17,7 @@ from .digests import digest_pinned_policy
 from .hardening import container_hardening_policy
 from .host_budget import host_budget_policies
 from .ingress import public_ingress_policy
+from .object_storage import object_storage_policies
 
 PACK_NAME: Final = "ai-swarm"
 
@@ -33,4 +34,5 @@ def build_policies() -> list[Policy]:
         protected_data_policy(),
         pinned_images_policy(),
         digest_pinned_policy(),
+        *object_storage_policies(),
     ]

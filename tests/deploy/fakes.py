@@ -177,6 +177,10 @@ def _deserializer(service: str) -> Any:
         "core": ("compute", oci.core.models.core_type_mapping),
         "identity": ("identity", oci.identity.models.identity_type_mapping),
         "monitoring": ("monitoring", oci.monitoring.models.monitoring_type_mapping),
+        "object_storage": (
+            "object_storage",
+            oci.object_storage.models.object_storage_type_mapping,
+        ),
     }[service]
     return BaseClient(
         endpoint_service, _DUMMY_SDK_CONFIG, signer=object(), type_mapping=type_mapping

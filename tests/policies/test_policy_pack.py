@@ -72,6 +72,11 @@ EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
         "writableHostPaths": ["/mnt/data"],
         "hostAccess": {"node-exporter": ["network", "pid", "socket-directory"]},
     },
+    "object-storage-allowance": {
+        "maxObjectStorageGb": 20,
+        "expectedDumpGb": 1,
+        "maxObjectDays": 30,
+    },
 }
 EXPECTED_LEVELS = {
     "a1-allowance": MANDATORY,
@@ -88,6 +93,7 @@ EXPECTED_LEVELS = {
     "protected-data": MANDATORY,
     "pinned-images": ADVISORY,
     "digest-pinned-images": ADVISORY,
+    "object-storage-allowance": MANDATORY,
 }
 
 
