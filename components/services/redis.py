@@ -59,6 +59,11 @@ CONSUMERS = (LITELLM_USER, OPENWEBUI_USER)
 # the unprefixed key "usage_cleanup_lock" (socket/main.py, RedisLock). Its pub/sub channels:
 # python-socketio's AsyncRedisManager's "socketio" and tasks.py's "open-webui:tasks:commands".
 LITELLM_KEY_PREFIX = "litellm"
+# The rate limiter's counters, which LiteLLM up to the pinned v1.88.0 keeps outside its
+# namespace: its Lua scripts get raw keys ("{<scope>:<value>}:requests|tokens|window",
+# proxy/hooks/parallel_request_limiter_v3.py; redis_cache.py `async_register_script` adds no
+# namespace there). No key of Open WebUI's starts with "{".
+LITELLM_RATE_LIMIT_KEYS = "{*"
 OPENWEBUI_KEY_PREFIX = "open-webui"
 OPENWEBUI_LOCK_KEY = "usage_cleanup_lock"
 
@@ -100,7 +105,7 @@ USERS: Sequence[RedisUser] = (
     RedisUser(
         LITELLM_USER,
         (
-            *_data_rules(f"{LITELLM_KEY_PREFIX}:*"),
+            *_data_rules(f"{LITELLM_KEY_PREFIX}:*", LITELLM_RATE_LIMIT_KEYS),
             "resetchannels",
             "+@scripting",
             "-@dangerous",
