@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from components.ssh import SSH_USER
+from components.ssh import SSH_USER, SshHostKey
 
 DATA_ROOT = "/mnt/data"
 DATA_LABEL = "ai-swarm-data"
@@ -152,14 +152,24 @@ def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _BlockStyleDumper.add_representer(str, _represent_text)
 
 
-def render_user_data() -> str:
-    """The `#cloud-config` document for the host, as text: one document for every stack."""
-    body = yaml.dump(cloud_config(), Dumper=_BlockStyleDumper, sort_keys=False, width=100)
+def render_user_data(host_key: SshHostKey) -> str:
+    """The `#cloud-config` document for the host, as text: one document for every stack but for
+    the stack's own SSH host key, which never changes."""
+    body = yaml.dump(cloud_config(host_key), Dumper=_BlockStyleDumper, sort_keys=False, width=100)
     return "#cloud-config\n" + body
 
 
-def cloud_config() -> dict[str, Any]:
+def cloud_config(host_key: SshHostKey) -> dict[str, Any]:
     return {
+        # The host's only SSH host key, made in the stack so that every SSH client of the
+        # program can pin it from the first contact on; the image's keys are deleted and no
+        # other is made (cloud-init's cc_ssh: given `ssh_keys`, it writes those and generates
+        # none).
+        "ssh_deletekeys": True,
+        "ssh_keys": {
+            "ed25519_private": host_key.private_openssh,
+            "ed25519_public": host_key.public_openssh,
+        },
         "write_files": [
             {"path": PREPARE_DATA_SCRIPT, "permissions": "0755", "content": _PREPARE_DATA},
             {"path": INSTALL_PACKAGES_SCRIPT, "permissions": "0755", "content": _INSTALL_PACKAGES},

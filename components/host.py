@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 import pulumi_oci as oci
+import pulumi_tls as tls
 
 from components.cloud_init import DATA_DEVICE, DATA_LABEL, DATA_ROOT, render_user_data
-from components.ssh import SSH_USER, known_hosts_options
+from components.ssh import SSH_USER, SshHostKey, known_hosts_options
 
 __all__ = [
     "A1_SHAPE",
@@ -108,6 +109,7 @@ class ArmHost(pulumi.ComponentResource):
     private_ip: str
     docker_host: pulumi.Output[str]
     ssh_command: pulumi.Output[str]
+    ssh_host_public_key: pulumi.Output[str]
     ready: command.remote.Command
 
     def __init__(
@@ -122,7 +124,17 @@ class ArmHost(pulumi.ComponentResource):
         self.host_name = args.host_name
         self.host_key = name
 
-        instance = self._instance(name, args)
+        # The host's SSH host key: cloud-init installs it at first boot and every remote command
+        # pins it, so no session (each carries secrets on stdin) trusts whoever answers first.
+        # It is part of the instance's launch inputs (the user data): protected, so that it is
+        # never made again, which would replace the instance.
+        host_key = tls.PrivateKey(
+            f"{name}-ssh-host-key",
+            algorithm="ED25519",
+            opts=self._child("-ssh-host-key", protect=True),
+        )
+        self.ssh_host_public_key = host_key.public_key_openssh
+        instance = self._instance(name, args, host_key)
         self.instance_id = instance.id
         volume = oci.core.Volume(
             f"{name}-data",
@@ -176,6 +188,9 @@ class ArmHost(pulumi.ComponentResource):
         self.connection = command.remote.ConnectionArgs(
             host=self.public_ip,
             user=SSH_USER,
+            # pulumi-command checks it with x/crypto's `ssh.FixedHostKey` and offers the server
+            # only this key's algorithm; without it, any host key is accepted.
+            host_key=self.ssh_host_public_key,
             private_key=args.ssh_private_key,
             dial_error_limit=-1,
             per_dial_timeout=30,
@@ -213,7 +228,14 @@ class ArmHost(pulumi.ComponentResource):
             aliases=_former_names(self._former_name, self._name, suffix),
         )
 
-    def _instance(self, name: str, args: ArmHostArgs) -> oci.core.Instance:
+    def _instance(
+        self, name: str, args: ArmHostArgs, host_key: tls.PrivateKey
+    ) -> oci.core.Instance:
+        # A secret: it holds the host key's private half.
+        plain_user_data = pulumi.Output.all(
+            host_key.private_key_openssh, host_key.public_key_openssh
+        ).apply(lambda halves: _user_data(SshHostKey(*halves)))
+        user_data: pulumi.Output[str] = pulumi.Output.secret(plain_user_data)
         return oci.core.Instance(
             f"{name}-instance",
             compartment_id=args.compartment_id,
@@ -239,7 +261,7 @@ class ArmHost(pulumi.ComponentResource):
             ),
             metadata={
                 "ssh_authorized_keys": args.ssh_public_key,
-                "user_data": base64.b64encode(render_user_data().encode()).decode(),
+                "user_data": user_data,
             },
             freeform_tags={HOST_TAG: name},
             preserve_boot_volume=False,
@@ -254,6 +276,10 @@ class ArmHost(pulumi.ComponentResource):
                 ),
             ),
         )
+
+
+def _user_data(host_key: SshHostKey) -> str:
+    return base64.b64encode(render_user_data(host_key).encode()).decode()
 
 
 def _former_names(former: str | None, name: str, suffix: str) -> list[pulumi.Alias] | None:

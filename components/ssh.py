@@ -5,7 +5,19 @@ Pure (no Pulumi): the program, the Docker provider's options and `python -m depl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 SSH_USER = "ubuntu"
+
+
+@dataclass(frozen=True)
+class SshHostKey:
+    """The host's Ed25519 SSH host key, made in the stack (pulumi-tls): the private half goes
+    to cloud-init, the public half (an authorized_keys line) to every client that pins it."""
+
+    private_openssh: str
+    public_openssh: str
+
 
 # Every host key the local `ssh` learns is kept in a file of the instance's own: a replaced
 # instance (a new OCID behind the same reserved IP) starts a new file, so its new host key is

@@ -333,6 +333,7 @@ def _secret_paths(wire: Any, prefix: str) -> list[str]:
 GENERATOR_PREFIX = "random:"
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 INSTANCE_TYPE = "oci:Core/instance:Instance"
+TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 
 
 class CloudMocks(pulumi_mocks.Mocks):
@@ -391,8 +392,39 @@ def _fake_bytes(name: str, length: int) -> dict[str, str]:
     return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 
+def _ssh_ed25519_key(name: str) -> dict[str, str]:
+    """A pulumi-tls Ed25519 key as it reports it, the same for the same name: OpenSSH's private
+    key format (which sshd and cloud-init take) written here with a fixed check number, and the
+    public half as an authorized_keys line with a newline."""
+    seed = hashlib.sha256(f"ssh-host-key/{name}".encode()).digest()
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+
+    def field(data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + data
+
+    public_blob = field(b"ssh-ed25519") + field(public)
+    check = seed[:4] * 2
+    secret = check + public_blob + field(seed + public) + field(b"")
+    secret += bytes(range(1, 1 + (-len(secret)) % 8))
+    blob = b"openssh-key-v1\0" + field(b"none") * 2 + field(b"") + (1).to_bytes(4, "big")
+    blob += field(public_blob) + field(secret)
+    body = base64.b64encode(blob).decode()
+    lines = [body[i : i + 70] for i in range(0, len(body), 70)]
+    return {
+        "privateKeyOpenssh": "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        + "\n".join(lines)
+        + "\n-----END OPENSSH PRIVATE KEY-----\n",
+        "publicKeyOpenssh": f"ssh-ed25519 {base64.b64encode(public_blob).decode()}\n",
+    }
+
+
 def _created_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     length = int(inputs.get("length", 32))
+    if type_ == TLS_PRIVATE_KEY:
+        return _ssh_ed25519_key(name)
     outputs: dict[str, dict[str, Any]] = {
         RANDOM_PASSWORD: {"result": _fake(name, "password", length)},
         RANDOM_BYTES: _fake_bytes(name, length),

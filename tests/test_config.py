@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
+import pulumi
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -10,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ai_swarm_policies.contract import INSTANCE
 from components.config import ConfigError
 from dryrun.engine import (
+    PLACEHOLDER_CONFIG,
     PLACEHOLDER_SECRETS,
     PROJECT_DIR,
     ProgramError,
@@ -232,3 +237,123 @@ def test_an_rsa_key_pair_in_pem_is_accepted() -> None:
     )
     metadata = run.one(INSTANCE).inputs["metadata"]
     assert metadata["ssh_authorized_keys"] == f"{public} me@laptop"
+
+
+# A value that holds a control character would start a line of its own in the env or YAML file
+# it is written to (LiteLLM's env file, its config.yaml, cloud-init), or steer a terminal.
+CONTROL_VALUES = ["a\nb", "\x00", "\x1b[2J", "a\rb", "a\tb", "a\x7fb", "a\x85b", "a\u2028b"]
+
+
+def _json(value: object) -> str:
+    return json.dumps(value)
+
+
+# (the key as set, its value around the bad text, the key the error names, set with --secret)
+# Every plain key, and every kind of place in a structured one: a string field, a list entry, a
+# field name.
+CONTROL_CASES: list[tuple[str, Callable[[str], str], str, bool]] = [
+    *(
+        (name, lambda bad: bad, name if ":" in name else f"ai-swarm:{name}", False)
+        for name in (
+            "oci:region",
+            "oci:tenancyOcid",
+            "compartmentOcid",
+            "profile",
+            "ocpus",
+            "memoryGb",
+            "bootVolumeGb",
+            "dataVolumeGb",
+            "availabilityDomain",
+            "hostName",
+            "vcnCidr",
+            "subnetCidr",
+            "adminCidrs",
+            "sshPublicKey",
+            "sshIdentityFile",
+            "exposeUis",
+        )
+    ),
+    ("adminCidrs", lambda bad: _json(["10.0.0.0/8", bad]), "ai-swarm:adminCidrs[1]", False),
+    (
+        "services",
+        lambda bad: _json({"redis": {"image": bad}}),
+        "ai-swarm:services.redis.image",
+        False,
+    ),
+    ("services", lambda bad: _json({bad: {}}), "ai-swarm:services", False),
+    (
+        "models",
+        lambda bad: _json([{"name": "m", "model": "openai/m", "apiBase": bad}]),
+        "ai-swarm:models[0].apiBase",
+        False,
+    ),
+    ("models", lambda bad: _json([{"name": bad, "model": "x"}]), "ai-swarm:models[0].name", False),
+    ("backups", lambda bad: _json({"period": bad}), "ai-swarm:backups.period", False),
+    (
+        "modelApiKeys",
+        lambda bad: _json({"OPENAI_API_KEY": f"sk-{bad}"}),
+        "ai-swarm:modelApiKeys.OPENAI_API_KEY",
+        True,
+    ),
+    ("modelApiKeys", lambda bad: _json({bad: "sk-x"}), "ai-swarm:modelApiKeys", True),
+]
+
+
+@pytest.mark.parametrize("bad", CONTROL_VALUES, ids=ascii)
+@pytest.mark.parametrize(
+    ("key", "value", "named", "secret"), CONTROL_CASES, ids=[case[2] for case in CONTROL_CASES]
+)
+def test_a_control_character_in_any_value_is_refused_naming_the_key(
+    key: str, value: Callable[[str], str], named: str, secret: bool, bad: str
+) -> None:
+    given = {key: value(bad)}
+    with pytest.raises(ProgramError) as failure:
+        run_program(overrides=None if secret else given, secrets=given if secret else None)
+    error = failure.value.cause
+    assert isinstance(error, ConfigError)
+    assert error.key == named
+    message = str(error)
+    assert "without control characters" in message
+    assert message.isprintable()  # one line, nothing a terminal would act on
+    if secret:
+        assert "<secret, not shown>" in message
+        assert "sk-" not in message
+    assert failure.value.registrations == ()
+
+
+@pytest.mark.parametrize("bad", [c for c in CONTROL_VALUES if c not in ("a\nb", "a\rb")])
+def test_a_private_key_keeps_its_line_breaks_and_nothing_else(bad: str) -> None:
+    head, tail = PLACEHOLDER_PRIVATE_KEY.split("\n", 1)
+    with pytest.raises(ProgramError) as failure:
+        run_program(secrets={"sshPrivateKey": f"{head}\n{bad}\n{tail}"})
+    error = failure.value.cause
+    assert isinstance(error, ConfigError)
+    assert error.key == "ai-swarm:sshPrivateKey"
+    assert "without control characters" in str(error)
+    assert "PRIVATE KEY" not in str(error)
+    assert failure.value.registrations == ()
+
+
+def test_surrounding_line_breaks_are_dropped_not_refused() -> None:
+    """`cat key.pub | pulumi config set ai-swarm:sshPublicKey` keeps the file's last newline."""
+    public = PLACEHOLDER_CONFIG["ai-swarm:sshPublicKey"]
+    run = run_program(overrides={"sshPublicKey": f"{public}\n", "hostName": "\tswarm-b1\r\n"})
+    metadata = run.one(INSTANCE).inputs["metadata"]
+    assert metadata["ssh_authorized_keys"] == public
+    assert run.one(INSTANCE).inputs["displayName"] == "swarm-b1"
+
+
+def test_every_key_the_program_reads_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cases above cover every key the program reads: a new key needs a case of its own."""
+    read: set[str] = set()
+    original = pulumi.Config.get
+
+    def spy(config: pulumi.Config, name: str, default: str | None = None) -> str | None:
+        read.add(config.full_key(name))
+        return original(config, name, default)
+
+    monkeypatch.setattr(pulumi.Config, "get", spy)
+    run_program()
+    covered = {key if ":" in key else f"ai-swarm:{key}" for key, *_ in CONTROL_CASES}
+    assert read - covered == {"ai-swarm:sshPrivateKey"}  # checked by the test above
+    assert "ai-swarm:models" in read  # the spy sees the structured keys too

@@ -25,7 +25,14 @@ from tests.services.readers import instance_id
 def test_host_component_owns_its_resources(always_free_run: ProgramRun) -> None:
     host = always_free_run.one("ai-swarm:oci:ArmHost", "host")
     children = {r.type for r in always_free_run.registrations if r.parent == host.urn}
-    assert children == {INSTANCE, VOLUME, ATTACHMENT, "oci:Core/publicIp:PublicIp", READY}
+    assert children == {
+        INSTANCE,
+        VOLUME,
+        ATTACHMENT,
+        "oci:Core/publicIp:PublicIp",
+        READY,
+        "tls:index/privateKey:PrivateKey",  # the SSH host key
+    }
 
 
 def test_instance_is_an_a1_flex_with_both_sizes_set(always_free_run: ProgramRun) -> None:

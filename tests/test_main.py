@@ -135,7 +135,7 @@ def test_stacks_named_after_the_host_keep_their_resources(
     run = run_program(overrides={"hostName": "old-name"})
     host = run.one("ai-swarm:oci:ArmHost")
     members = [host, *(r for r in run.registrations if r.parent == host.urn)]
-    assert len(members) == 6
+    assert len(members) == 7
     for member in members:
         [alias] = aliases[member.name]
         former = "old-name" + member.name.removeprefix(host.name)

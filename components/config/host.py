@@ -17,9 +17,10 @@ from components.config.readers import (
     checked_ocid,
     key,
     require_text,
-    secret_text,
+    secret_lines,
     shorten,
     string_list,
+    text,
     whole_number,
 )
 from components.services.catalog import NETWORK_SUBNET
@@ -77,14 +78,14 @@ def require_region(oci_cfg: pulumi.Config) -> str:
 
 
 def compartment_ocid(cfg: pulumi.Config, tenancy: str) -> str:
-    value = cfg.get("compartmentOcid")
+    value = text(cfg, "compartmentOcid")
     if value is None:
         return tenancy
-    return checked_ocid(key("compartmentOcid"), value.strip(), "compartment")
+    return checked_ocid(key("compartmentOcid"), value, "compartment")
 
 
 def profile(cfg: pulumi.Config) -> SizingProfile:
-    name = cfg.get("profile") or DEFAULT_PROFILE
+    name = text(cfg, "profile") or DEFAULT_PROFILE
     if name not in PROFILES:
         raise ConfigError(key("profile"), name, f"one of {', '.join(PROFILES)}")
     return PROFILES[name]
@@ -104,7 +105,7 @@ def volume_gb(cfg: pulumi.Config, name: str, default: int, minimum: int) -> int:
 
 
 def availability_domain(cfg: pulumi.Config, names: Sequence[str]) -> str:
-    raw = (cfg.get("availabilityDomain") or "1").strip()
+    raw = text(cfg, "availabilityDomain") or "1"
     allowed = (
         f"a 1-based index from 1 to {len(names)} or one of {', '.join(names)}"
         if names
@@ -120,7 +121,7 @@ def availability_domain(cfg: pulumi.Config, names: Sequence[str]) -> str:
 
 
 def host_name(cfg: pulumi.Config) -> str:
-    value = cfg.get("hostName") or "swarm-a1"
+    value = text(cfg, "hostName") or "swarm-a1"
     if not _DNS_LABEL.match(value):
         raise ConfigError(
             key("hostName"), value, "1-15 lowercase letters, digits or '-', starting with a letter"
@@ -155,7 +156,7 @@ def subnet_cidr(subnet: ipaddress.IPv4Network, vcn: ipaddress.IPv4Network) -> ip
 
 def admin_cidrs(cfg: pulumi.Config) -> tuple[IpNetwork, ...]:
     full_key = key("adminCidrs")
-    raw = cfg.get("adminCidrs")
+    raw = text(cfg, "adminCidrs")
     allowed = 'a list of the CIDRs allowed to reach SSH and the UIs, e.g. ["203.0.113.7/32"]'
     entries = string_list(cfg, "adminCidrs", allowed)
     if not entries:
@@ -185,7 +186,7 @@ def admin_cidrs(cfg: pulumi.Config) -> tuple[IpNetwork, ...]:
 
 def ssh_public_key(cfg: pulumi.Config) -> str:
     full_key = key("sshPublicKey")
-    raw = cfg.get("sshPublicKey")
+    raw = text(cfg, "sshPublicKey")
     allowed = f"an OpenSSH public key line ({', '.join(_SSH_KEY_TYPES[:3])} …)"
     if raw is None:
         raise ConfigError(full_key, raw, f"required: {allowed}")
@@ -204,10 +205,10 @@ def ssh_public_key(cfg: pulumi.Config) -> str:
 def ssh_private_key(cfg: pulumi.Config, public_key: str) -> pulumi.Output[str]:
     """The private half of `public_key`, checked to be one (parsed, no passphrase, matching)."""
     full_key = key("sshPrivateKey")
-    text = secret_text(cfg, "sshPrivateKey", PRIVATE_KEY_SET_COMMAND)
-    if text is None:
+    private_text = secret_lines(cfg, "sshPrivateKey", PRIVATE_KEY_SET_COMMAND)
+    if private_text is None:
         raise ConfigError(full_key, None, f"required; set it with `{PRIVATE_KEY_SET_COMMAND}`")
-    private = _private_key(text)
+    private = _private_key(private_text)
     if not isinstance(private, _SSH_PRIVATE_KEY_TYPES):
         raise ConfigError(
             full_key,
@@ -219,13 +220,13 @@ def ssh_private_key(cfg: pulumi.Config, public_key: str) -> pulumi.Output[str]:
         raise ConfigError(
             full_key, NOT_SHOWN, "the private half of ai-swarm:sshPublicKey, but they do not match"
         )
-    return pulumi.Output.secret(text)
+    return pulumi.Output.secret(private_text)
 
 
-def _private_key(text: str) -> PrivateKeyTypes | None:
+def _private_key(pem: str) -> PrivateKeyTypes | None:
     """The key in OpenSSH's own format or in PEM (both of which ssh-keygen writes), or None
     when it is neither, is cut short, or needs a passphrase."""
-    data = text.strip().encode()
+    data = pem.strip().encode()
     for load in (serialization.load_ssh_private_key, serialization.load_pem_private_key):
         try:
             return load(data, None)
@@ -242,11 +243,11 @@ def _openssh_line(public: PublicKeyTypes) -> str:
 
 
 def ssh_identity_file(cfg: pulumi.Config) -> str | None:
-    raw = cfg.get("sshIdentityFile")
+    raw = text(cfg, "sshIdentityFile")
     if raw is None:
         return None
-    if not raw.strip() or any(ch.isspace() for ch in raw.strip()):
+    if not raw or any(ch.isspace() for ch in raw):
         raise ConfigError(
             key("sshIdentityFile"), raw, "a path without spaces to the private key file for ssh -i"
         )
-    return raw.strip()
+    return raw

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,15 +41,66 @@ def key(name: str) -> str:
     return f"{NAMESPACE}:{name}"
 
 
+# Unicode's control characters (C0 with tab and the line breaks, DEL, C1 with NEL) and its line
+# and paragraph separators: each can end a line of an env or YAML file the value is written to,
+# or steer the terminal that shows it.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+LINE_BREAKS = frozenset("\n\r")
+CONTROL_CHARACTERS_ALLOWED = (
+    "text without control characters (no line break, tab, NUL or escape): the value is written "
+    "into a file or an environment on the host, where one would start a line of its own"
+)
+
+
+def refuse_control_characters(
+    full_key: str, value: str, secret: bool, allow: frozenset[str] = frozenset()
+) -> None:
+    """The one check every config value that reaches a file or an environment goes through.
+
+    `allow` names the control characters a value may hold all the same (the line breaks of a
+    private key file). A secret value is never shown.
+    """
+    if any(ch not in allow and unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in value):
+        raise ConfigError(
+            full_key, NOT_SHOWN if secret else shorten(value), CONTROL_CHARACTERS_ALLOWED
+        )
+
+
+def text(cfg: pulumi.Config, name: str) -> str | None:
+    """A plain value, without the whitespace around it (which `pulumi config set` from a file
+    or a pipe keeps), checked to hold no control character; None when unset."""
+    raw = cfg.get(name)
+    if raw is None:
+        return None
+    value = raw.strip()
+    full_key = cfg.full_key(name)
+    refuse_control_characters(full_key, value, pulumi.runtime.is_config_secret(full_key))
+    return value
+
+
+def _refuse_control_characters_within(full_key: str, value: Any, secret: bool) -> None:
+    """The check on every string of a structured value, and on every field name, each named by
+    its path (`ai-swarm:models[0].apiBase`)."""
+    if isinstance(value, str):
+        refuse_control_characters(full_key, value, secret)
+    elif isinstance(value, dict):
+        for field_name, item in value.items():
+            refuse_control_characters(full_key, field_name, secret)
+            _refuse_control_characters_within(f"{full_key}.{field_name}", item, secret)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_control_characters_within(f"{full_key}[{index}]", item, secret)
+
+
 def shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
 def require_text(cfg: pulumi.Config, full_key: str, allowed: str) -> str:
-    value = cfg.get(full_key.split(":", 1)[1])
-    if not value or not value.strip():
+    value = text(cfg, full_key.split(":", 1)[1])
+    if not value:
         raise ConfigError(full_key, value, f"required: {allowed}")
-    return value.strip()
+    return value
 
 
 def checked_ocid(full_key: str, value: str, kind: str) -> str:
@@ -74,8 +126,17 @@ def secret_text(cfg: pulumi.Config, name: str, how_to_set: str) -> str | None:
     return value
 
 
+def secret_lines(cfg: pulumi.Config, name: str, how_to_set: str) -> str | None:
+    """`secret_text` of a value that is a whole file, such as a private key: line breaks are
+    its own, any other control character is refused."""
+    value = secret_text(cfg, name, how_to_set)
+    if value is not None:
+        refuse_control_characters(key(name), value, secret=True, allow=LINE_BREAKS)
+    return value
+
+
 def whole_number(cfg: pulumi.Config, name: str, default: int, low: int, high: int) -> int:
-    raw = cfg.get(name)
+    raw = text(cfg, name)
     if raw is None:
         return default
     allowed = f"a whole number from {low} to {high}"
@@ -89,9 +150,9 @@ def whole_number(cfg: pulumi.Config, name: str, default: int, low: int, high: in
 
 
 def ipv4_network(cfg: pulumi.Config, name: str, default: str) -> ipaddress.IPv4Network:
-    raw = cfg.get(name) or default
+    raw = text(cfg, name) or default
     try:
-        return ipaddress.IPv4Network(raw.strip())
+        return ipaddress.IPv4Network(raw)
     except ValueError:
         raise ConfigError(
             key(name), raw, "an IPv4 network in CIDR form, e.g. 10.0.0.0/16"
@@ -108,7 +169,7 @@ def boolean(full_key: str, value: Any) -> bool:
 
 
 def flag(cfg: pulumi.Config, name: str, default: bool) -> bool:
-    raw = cfg.get(name)
+    raw = text(cfg, name)
     return default if raw is None else boolean(key(name), raw)
 
 
@@ -118,28 +179,30 @@ def structured(
     """A structured value (set with `--path` or as YAML), which reaches the program as JSON.
 
     `raw`, when given, is the already-read value of a key that holds secrets: it is parsed the
-    same way, but a message about it never shows it.
+    same way, but a message about it never shows it. No string in it, and no field name, may
+    hold a control character (JSON spells them as escapes, so the check is on the parsed value).
     """
     secret = raw is not None
-    text = raw if secret else cfg.get(name)
-    if text is None:
+    document = raw if secret else cfg.get(name)
+    if document is None:
         return kind()
-    shown = NOT_SHOWN if secret else shorten(text)
+    shown = NOT_SHOWN if secret else shorten(document)
     try:
-        value = json.loads(text)
+        value = json.loads(document)
     except json.JSONDecodeError:
         raise ConfigError(key(name), shown, allowed) from None
     if not isinstance(value, kind):
         raise ConfigError(key(name), shown, allowed)
+    _refuse_control_characters_within(key(name), value, secret)
     return value
 
 
 def string_list(cfg: pulumi.Config, name: str, allowed: str) -> list[str]:
     """A list given as a JSON list (`--path` or YAML) or, for convenience, comma-separated text."""
-    raw = cfg.get(name)
-    if raw is None or not raw.strip():
+    raw = text(cfg, name)
+    if not raw:
         return []
-    if not raw.lstrip().startswith("["):
+    if not raw.startswith("["):
         return [item for item in raw.split(",") if item.strip()]
     parsed = structured(cfg, name, list, allowed)
     if not all(isinstance(item, str) for item in parsed):

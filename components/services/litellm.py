@@ -78,6 +78,8 @@ def proxy_config(routes: Sequence[ModelRoute]) -> dict[str, Any]:
                 "username": redis_service.LITELLM_USER,
                 "password": "os.environ/REDIS_PASSWORD",
                 "sentinel_password": "os.environ/REDIS_PASSWORD",
+                # Every key under "litellm:", the only keys its Redis user may touch.
+                "namespace": redis_service.LITELLM_KEY_PREFIX,
             },
         },
         "general_settings": {

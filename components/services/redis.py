@@ -50,10 +50,31 @@ LITELLM_USER = "litellm"
 OPENWEBUI_USER = "openwebui"
 CONSUMERS = (LITELLM_USER, OPENWEBUI_USER)
 
-# Data commands on any key, nothing that administers the server: `-@dangerous` last takes back
-# FLUSHALL/FLUSHDB, KEYS, CONFIG, DEBUG, MIGRATE/RESTORE, SHUTDOWN, REPLICAOF, MONITOR, ACL,
-# CLIENT KILL/LIST and the like that the categories before it include.
-_DATA_RULES = ("~*", "-@all", "+@read", "+@write", "+@keyspace", "+@transaction", "+@connection")
+# Each consumer's keys: the two applications share one server, and neither may read or change
+# the other's keys. LiteLLM puts every key under its cache `namespace` (`cache_params.namespace`;
+# litellm caching/redis_cache.py, `check_and_fix_namespace`, applied to every get, set, counter
+# and Lua script key). Open WebUI v0.6.18 cannot be moved: its REDIS_KEY_PREFIX (env.py) reaches
+# only the config keys (config.py); the websocket pools (socket/main.py), documents
+# (socket/utils.py) and tasks (tasks.py) are fixed under "open-webui:", and the cleanup lock is
+# the unprefixed key "usage_cleanup_lock" (socket/main.py, RedisLock). Its pub/sub channels:
+# python-socketio's AsyncRedisManager's "socketio" and tasks.py's "open-webui:tasks:commands".
+LITELLM_KEY_PREFIX = "litellm"
+# The rate limiter's counters, which LiteLLM up to the pinned v1.88.0 keeps outside its
+# namespace: its Lua scripts get raw keys ("{<scope>:<value>}:requests|tokens|window",
+# proxy/hooks/parallel_request_limiter_v3.py; redis_cache.py `async_register_script` adds no
+# namespace there). No key of Open WebUI's starts with "{".
+LITELLM_RATE_LIMIT_KEYS = "{*"
+OPENWEBUI_KEY_PREFIX = "open-webui"
+OPENWEBUI_LOCK_KEY = "usage_cleanup_lock"
+
+
+def _data_rules(*key_patterns: str) -> tuple[str, ...]:
+    """Data commands on these keys only, nothing that administers the server: `-@dangerous`
+    last takes back FLUSHALL/FLUSHDB, KEYS, CONFIG, DEBUG, MIGRATE/RESTORE, SHUTDOWN, REPLICAOF,
+    MONITOR, ACL, CLIENT KILL/LIST and the like that the categories before it include."""
+    keys = tuple(f"~{pattern}" for pattern in key_patterns)
+    return ("resetkeys", *keys, "-@all", "+@read", "+@write", "+@keyspace", "+@transaction",
+            "+@connection")  # fmt: skip
 
 
 # What a Sentinel sends a master it monitors (Redis docs, Sentinel, "Redis Access Control List
@@ -83,7 +104,13 @@ USERS: Sequence[RedisUser] = (
     # the master is, nothing that changes what it monitors.
     RedisUser(
         LITELLM_USER,
-        (*_DATA_RULES, "resetchannels", "+@scripting", "-@dangerous", "+info"),
+        (
+            *_data_rules(f"{LITELLM_KEY_PREFIX}:*", LITELLM_RATE_LIMIT_KEYS),
+            "resetchannels",
+            "+@scripting",
+            "-@dangerous",
+            "+info",
+        ),
         ("-@all", "+ping", "+sentinel|masters", "+sentinel|get-master-addr-by-name"),
     ),
     # Its config, websocket pools and locks (hashes, sets, lists, SET NX), KEYS over its own
@@ -91,7 +118,15 @@ USERS: Sequence[RedisUser] = (
     # (python-socketio's AsyncRedisManager). No Sentinel user: it cannot send one.
     RedisUser(
         OPENWEBUI_USER,
-        (*_DATA_RULES, "&*", "+@pubsub", "-@dangerous", "+keys"),
+        (
+            *_data_rules(f"{OPENWEBUI_KEY_PREFIX}:*", OPENWEBUI_LOCK_KEY),
+            "resetchannels",
+            "&socketio",
+            f"&{OPENWEBUI_KEY_PREFIX}:*",
+            "+@pubsub",
+            "-@dangerous",
+            "+keys",
+        ),
         None,
     ),
 )

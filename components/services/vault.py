@@ -8,14 +8,14 @@ renders LiteLLM's secrets into a file LiteLLM reads.
 - The `initialize` stanzas in the server config run once, on empty storage: they mount KV v2,
   enable AppRole, write the policies and roles, and OpenBao revokes the root token they used.
   With an auto-unseal, self-initialisation makes no recovery keys either.
-- Later writes (LiteLLM's secrets, the Agent's secret-id) are remote commands that run
-  `bao` inside the server container as the provisioner role, which logs in from the
-  container's own loopback only and may only write LiteLLM's secrets and the Agent's
-  secret-id. Every value travels on the command's stdin.
-- The Agent logs in with AppRole (role-id and secret-id uploaded as 0600 files) and renders
-  LiteLLM's environment file (0640, the Agent's group) onto a tmpfs volume LiteLLM mounts
-  read-only; LiteLLM's process is in that group (`privileges`), so it reads the file without
-  any capability.
+- Later writes (LiteLLM's secrets, the Agent's policy and role as this release has them, the
+  Agent's secret-id) are remote commands that run `bao` inside the server container as the
+  provisioner role, which logs in from the container's own loopback only and may write just
+  those. Every value travels on the command's stdin.
+- The Agent logs in with AppRole (role-id and secret-id uploaded as 0600 files), from the
+  services' network only, and renders LiteLLM's environment file (0640, the Agent's group)
+  onto a tmpfs volume LiteLLM mounts read-only; LiteLLM's process is in that group
+  (`privileges`), so it reads the file without any capability.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from components.services.base import (
     Upload,
     http_probe,
 )
+from components.services.catalog import NETWORK_SUBNET
 from components.services.privileges import PRIVILEGES
 from components.services.render import render_env_template, render_json
 
@@ -85,6 +86,13 @@ AGENT_POLICY = "litellm-agent"
 PROVISIONER_ROLE = "ai-swarm-provisioner"
 PROVISIONER_POLICY = "ai-swarm-provisioner"
 LOOPBACK_CIDR = "127.0.0.1/32"
+# Where the Agent logs in from: its container's address on the services' network. Its
+# secret-id and the tokens it gets are good from there only.
+SERVICES_CIDR = str(NETWORK_SUBNET)
+# The Agent's secret-id stays good this long after the AppRole step last registered it (each
+# run registers it afresh): long past any restart of the Agent, which logs in again with the
+# same file, but not forever.
+AGENT_SECRET_ID_TTL = "8760h"
 # Where the remote commands run `bao`: in the server container, so the provisioner's login
 # comes from the container's own loopback. These commands run in SSH sessions opened after the
 # host's readiness gate, so the login already carries the docker group.
@@ -134,20 +142,56 @@ def _request(operation: str, path: str, data: Mapping[str, Any]) -> dict[str, An
     return {"operation": operation, "path": path, "data": dict(data)}
 
 
-def initialize_stanzas() -> list[dict[str, Any]]:
-    """Self-initialisation, run by the server once on empty storage with a root token that it
-    revokes afterwards. Names follow OpenBao's `^[A-Za-z_][A-Za-z0-9_-]*$`."""
-    litellm_secrets = f"{KV_MOUNT}/data/{LITELLM_PATH}/*"
-    agent_policy = policy({litellm_secrets: ["read"]})
-    provisioner_policy = policy(
+LITELLM_SECRETS = f"{KV_MOUNT}/data/{LITELLM_PATH}/*"
+AGENT_POLICY_PATH = f"sys/policies/acl/{AGENT_POLICY}"
+AGENT_ROLE_PATH = f"auth/approle/role/{AGENT_ROLE}"
+
+
+def agent_policy() -> str:
+    """What the Agent may do: read LiteLLM's secrets."""
+    return policy({LITELLM_SECRETS: ["read"]})
+
+
+def agent_role() -> dict[str, Any]:
+    """The Agent's AppRole: its secret-id and tokens bound to the services' network, the
+    secret-id finite; any number of logins (the Agent logs in again after each restart)."""
+    return {
+        "role_id": AGENT_ROLE,
+        "token_policies": [AGENT_POLICY],
+        "secret_id_ttl": AGENT_SECRET_ID_TTL,
+        "secret_id_num_uses": 0,
+        "secret_id_bound_cidrs": [SERVICES_CIDR],
+        "token_bound_cidrs": [SERVICES_CIDR],
+        "token_ttl": "1h",
+        "token_max_ttl": "4h",
+    }
+
+
+def provisioner_policy() -> str:
+    """The provisioner writes LiteLLM's secrets, keeps the Agent's policy and role as this
+    release has them (those two paths exactly), manages the Agent's secret-ids and rotates the
+    root key; it reads nothing."""
+    return policy(
         {
-            litellm_secrets: ["create", "update"],
-            f"auth/approle/role/{AGENT_ROLE}/custom-secret-id": ["update"],
-            f"auth/approle/role/{AGENT_ROLE}/secret-id/lookup": ["update"],
+            LITELLM_SECRETS: ["create", "update"],
+            AGENT_POLICY_PATH: ["update"],
+            AGENT_ROLE_PATH: ["update"],
+            f"{AGENT_ROLE_PATH}/custom-secret-id": ["update"],
+            f"{AGENT_ROLE_PATH}/secret-id/lookup": ["update"],
+            f"{AGENT_ROLE_PATH}/secret-id/destroy": ["update"],
+            f"{AGENT_ROLE_PATH}/secret-id": ["list"],
+            f"{AGENT_ROLE_PATH}/secret-id-accessor/destroy": ["update"],
             # A new root key is stored wrapped by the current seal key only (seal rotation).
             "sys/rotate/root": ["update", "sudo"],
         }
     )
+
+
+def initialize_stanzas() -> list[dict[str, Any]]:
+    """Self-initialisation, run by the server once on empty storage with a root token that it
+    revokes afterwards. Names follow OpenBao's `^[A-Za-z_][A-Za-z0-9_-]*$`. The Agent's policy
+    and role are written again by the reconcile step on later `up`s; the provisioner's are
+    fixed here for the Vault's life (nothing else may write them)."""
     return [
         {
             "engines": {
@@ -162,14 +206,14 @@ def initialize_stanzas() -> list[dict[str, Any]]:
                 "request": [
                     {
                         "agent_policy": _request(
-                            "update", f"sys/policies/acl/{AGENT_POLICY}", {"policy": agent_policy}
+                            "update", AGENT_POLICY_PATH, {"policy": agent_policy()}
                         )
                     },
                     {
                         "provisioner_policy": _request(
                             "update",
                             f"sys/policies/acl/{PROVISIONER_POLICY}",
-                            {"policy": provisioner_policy},
+                            {"policy": provisioner_policy()},
                         )
                     },
                 ]
@@ -178,20 +222,7 @@ def initialize_stanzas() -> list[dict[str, Any]]:
         {
             "roles": {
                 "request": [
-                    {
-                        "agent_role": _request(
-                            "update",
-                            f"auth/approle/role/{AGENT_ROLE}",
-                            {
-                                "role_id": AGENT_ROLE,
-                                "token_policies": [AGENT_POLICY],
-                                "secret_id_ttl": 0,
-                                "secret_id_num_uses": 0,
-                                "token_ttl": "1h",
-                                "token_max_ttl": "4h",
-                            },
-                        )
-                    },
+                    {"agent_role": _request("update", AGENT_ROLE_PATH, agent_role())},
                     {
                         # No secret-id: only a process inside the server container, whose
                         # loopback this is, can log in, and whoever can do that can read the
@@ -216,7 +247,7 @@ def initialize_stanzas() -> list[dict[str, Any]]:
     ]
 
 
-def server_config(seal_generation: int = SEAL_KEY_GENERATION) -> dict[str, Any]:
+def server_config(seal_generation: int | None = None) -> dict[str, Any]:
     """Listens inside its container only: no port is published, so only the services' network
     reaches it, in plain HTTP (no TLS on that network yet). mlock does not exist in OpenBao
     2.x, so there is no `disable_mlock` and no IPC_LOCK."""
@@ -225,7 +256,7 @@ def server_config(seal_generation: int = SEAL_KEY_GENERATION) -> dict[str, Any]:
         "listener": {"tcp": {"address": f"0.0.0.0:{PORT}", "tls_disable": True}},
         "api_addr": ADDRESS,
         "cluster_addr": f"http://{SERVER_NAME}:{CLUSTER_PORT}",
-        "seal": seal_stanza(seal_generation),
+        "seal": seal_stanza(seal_generation or SEAL_KEY_GENERATION),
         "initialize": initialize_stanzas(),
         "ui": False,
         "log_level": "info",
@@ -287,16 +318,47 @@ def rewrap_program() -> str:
     return as_provisioner("bao write -f sys/rotate/root >/dev/null")
 
 
+REINITIALISE_HINT = (
+    "this Vault's provisioner may not write the Agent's policy and role: it was initialised "
+    "before they were kept up to date. Its contents all come from the Pulumi state, so "
+    'initialise it again (README, Vault: "A Vault made before reconciliation")'
+)
+
+
+def reconcile_program() -> str:
+    """Write the Agent's policy and role as this release has them (idempotent: the same text
+    written again changes nothing)."""
+    writes = [
+        (AGENT_POLICY_PATH, {"policy": agent_policy()}),
+        (AGENT_ROLE_PATH, agent_role()),
+    ]
+    hint = shlex.quote(REINITIALISE_HINT)
+    return as_provisioner(
+        "\n".join(
+            f"printf %s {shlex.quote(render_json(data))} | bao write {path} - >/dev/null"
+            f" || {{ echo {hint} >&2; exit 1; }}"
+            for path, data in writes
+        )
+    )
+
+
 def secret_id_program() -> str:
-    """Register stdin as the Agent's secret-id unless Vault knows it already (a replaced host
-    finds the data volume's Vault with it)."""
-    role = f"auth/approle/role/{AGENT_ROLE}"
+    """Register stdin as the Agent's only secret-id, afresh (a full lifetime from now): the
+    value is destroyed and registered again, then every other secret-id of the role, such as
+    one this value replaced, is destroyed."""
+    role = AGENT_ROLE_PATH
     register = "\n".join(
         [
             'secret_id="$(cat)"',
-            f'if printf %s "$secret_id" | bao write -format=json {role}/secret-id/lookup'
-            " secret_id=- | grep -q secret_id_accessor; then exit 0; fi",
+            f'printf %s "$secret_id" | bao write {role}/secret-id/destroy secret_id=- >/dev/null',
             f'printf %s "$secret_id" | bao write {role}/custom-secret-id secret_id=- >/dev/null',
+            f'current="$(printf %s "$secret_id" | bao write -field=secret_id_accessor'
+            f' {role}/secret-id/lookup secret_id=-)"',
+            f"for accessor in $(bao list -format=json {role}/secret-id | tr -d '[]\",'); do",
+            '  [ "$accessor" = "$current" ] ||'
+            f' bao write {role}/secret-id-accessor/destroy secret_id_accessor="$accessor"'
+            " >/dev/null",
+            "done",
         ]
     )
     return as_provisioner(register)
@@ -408,9 +470,14 @@ class Vault(Service):
             )
             for variable, value in sorted(secrets.items())
         ]
+        # The Agent's policy and role as this release has them, on every Vault: the step runs
+        # again whenever their text changes (and on a new host).
+        reconcile = self._host_step(
+            "agent-reconcile", in_server(reconcile_program()), None, [self.server]
+        )
         secret_id = self.generated_secret("agent-secret-id")
         approle = self._host_step(
-            "agent-approle", in_server(secret_id_program()), secret_id, [self.server]
+            "agent-approle", in_server(secret_id_program()), secret_id, [self.server, reconcile]
         )
         rendered_file = f"{RENDERED_DIR}/{LITELLM_ENV_FILE}"
         agent = self.run(

@@ -1,8 +1,9 @@
 """The program's Vault, run by the real `bao` on loopback: what the server, its remote steps and
 the Agent are, read from the program's registrations and moved into a temp dir.
 
-Only where files live and where the server listens change; the host steps run as the host
-would run them, with `docker exec -i vault ` dropped so that `sh` runs the same program here.
+Only where files live and where the server listens change, and the services' network, from
+which alone the Agent may log in, becomes loopback; the host steps run as the host would run
+them, with `docker exec -i vault ` dropped so that `sh` runs the same program here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from tests.integration.rendered import RenderedContainer
 COMMAND = "command:remote:Command"
 KV_STEP_PREFIX = "vault-kv-"
 APPROLE_STEP = "vault-agent-approle"
+RECONCILE_STEP = "vault-agent-reconcile"
+# The services' network as the Agent's AppRole names it, and what stands for it here.
+SERVICES_CIDR_HERE = "127.0.0.0/8"
+
+
+def services_network_here(document: Any) -> Any:
+    """`document` (a config or a script) with the services' network replaced by loopback."""
+    text = json.dumps(document)
+    assert vault_service.SERVICES_CIDR in text
+    return json.loads(text.replace(vault_service.SERVICES_CIDR, SERVICES_CIDR_HERE))
+
+
 REWRAP_STEP = "vault-seal-rewrap"
 # The Agent re-reads KV every RENDER_INTERVAL (30 s); here it may do so every second so that a
 # re-render shows without a long wait. Nothing else in its config changes.
@@ -37,7 +50,8 @@ class HostStep:
         """The script with the container prefix dropped: `sh -c '<program>'` runs here."""
         if vault_service.IN_SERVER not in self.script:
             raise AssertionError(f"{self.name} does not run in the server container")
-        return self.script.replace(vault_service.IN_SERVER, "")
+        here = self.script.replace(vault_service.IN_SERVER, "")
+        return here.replace(vault_service.SERVICES_CIDR, SERVICES_CIDR_HERE)
 
 
 def rewrap_step(run: ProgramRun) -> HostStep:
@@ -49,9 +63,9 @@ def rewrap_step(run: ProgramRun) -> HostStep:
 def host_steps(run: ProgramRun) -> dict[str, HostStep]:
     """The Vault component's remote steps that carry a value, by resource name."""
     return {
-        c.name: HostStep(c.name, c.inputs["create"], c.inputs["stdin"])
+        c.name: HostStep(c.name, c.inputs["create"], c.inputs.get("stdin", ""))
         for c in run.of_type(COMMAND)
-        if c.name.startswith(KV_STEP_PREFIX) or c.name == APPROLE_STEP
+        if c.name.startswith(KV_STEP_PREFIX) or c.name in (RECONCILE_STEP, APPROLE_STEP)
     }
 
 
@@ -72,7 +86,7 @@ def server_setup(server: RenderedContainer, workdir: Path) -> tuple[dict[str, An
     """The server's config and seal key files, moved into `workdir`."""
     paths = local_paths(workdir)
     config = daemons.rewrite_paths(
-        json.loads(server.upload(vault_service.SERVER_CONFIG_FILE)), paths
+        services_network_here(json.loads(server.upload(vault_service.SERVER_CONFIG_FILE))), paths
     )
     files = {
         daemons.rewrite_paths(path, paths): content

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from components import backups, offsite
+from components.config import BackupSchedule
 from components.host import DATA_ROOT
 from dryrun.engine import ProgramRun
 from tests.integration import daemons
@@ -243,7 +244,7 @@ def test_the_unit_passes_systemd_analyze_verify(
 ) -> None:
     units = host.at(backups.SYSTEMD_DIR)
     # The dump units the upload unit names, as their own install writes them.
-    for file in backups.DUMP_FILES:
+    for file in backups.dump_files(BackupSchedule()):
         host.at(file.path).write_text(host.retarget(file.content))
         host.at(file.path).chmod(int(file.mode, 8))
     docker_units = tmp_path / "docker-units"

@@ -16,7 +16,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
+from components.services import litellm as litellm_service
 from components.services import redis as redis_service
 from dryrun.engine import ProgramRun
 from tests.integration import daemons
@@ -116,15 +118,53 @@ def test_a_consumer_password_opens_only_its_own_user(
 # --- each consumer's user works, and can do no more ----------------------------------------------
 
 
+# The key prefix each application writes under, as its own source has it: LiteLLM's cache
+# namespace from its config.yaml, Open WebUI v0.6.18's fixed "open-webui:" (see redis.py).
+OWN_PREFIX = {redis_service.LITELLM_USER: "litellm:", redis_service.OPENWEBUI_USER: "open-webui:"}
+# Each one's keys outside its prefix: LiteLLM v1.88.0's rate-limit counters (Lua, raw keys,
+# proxy/hooks/parallel_request_limiter_v3.py), Open WebUI's cleanup lock (socket/main.py).
+OWN_KEYS = {
+    redis_service.LITELLM_USER: ["{api_key:0123}:requests"],
+    redis_service.OPENWEBUI_USER: ["usage_cleanup_lock"],
+}
+
+
 @pytest.mark.parametrize("user", redis_service.CONSUMERS)
 def test_each_consumer_reads_and_writes_as_its_own_user(
     redis_master: daemons.RedisDaemon, passwords: dict[str, str], user: str
 ) -> None:
     client = as_user(redis_master, passwords, user)
     assert client.cli("ACL", "WHOAMI").startswith("NOPERM")  # not even that: data only
-    assert client.cli("SET", f"{user}:probe", "1", "EX", "60") == "OK"
-    assert client.cli("GET", f"{user}:probe") == "1"
-    assert redis_master.cli("GET", f"{user}:probe") == "1"  # the harness sees the same server
+    for key in (f"{OWN_PREFIX[user]}probe", *OWN_KEYS[user]):
+        assert client.cli("SET", key, "1", "EX", "60") == "OK"
+        assert client.cli("GET", key) == "1"
+        assert redis_master.cli("GET", key) == "1"  # the harness sees the same server
+        redis_master.cli("DEL", key)  # the application's own calls below start afresh
+
+
+def test_litellm_names_its_prefix_as_its_cache_namespace(program_run: ProgramRun) -> None:
+    litellm = RenderedContainer.of(program_run, "litellm")
+    config = yaml.safe_load(litellm.upload(litellm_service.CONFIG_FILE))
+    assert f"{config['litellm_settings']['cache_params']['namespace']}:" == OWN_PREFIX["litellm"]
+
+
+@pytest.mark.parametrize("user", redis_service.CONSUMERS)
+def test_each_consumer_reaches_only_its_own_keys(
+    redis_master: daemons.RedisDaemon, passwords: dict[str, str], user: str
+) -> None:
+    """The other application's keys, keys of nobody's, and the other's channels: all refused,
+    for reading, writing, deleting and subscribing alike."""
+    [other] = set(redis_service.CONSUMERS) - {user}
+    client = as_user(redis_master, passwords, user)
+    others = [f"{OWN_PREFIX[other]}probe", "probe", f"x{OWN_PREFIX[user]}probe", *OWN_KEYS[other]]
+    for key in others:
+        redis_master.cli("SET", key, "secret")
+        for command in (("GET", key), ("SET", key, "1"), ("DEL", key), ("EXISTS", key)):
+            assert client.cli(*command).startswith("NOPERM"), (user, command)
+        assert redis_master.cli("GET", key) == "secret"
+        redis_master.cli("DEL", key)
+    assert client.cli("MGET", f"{OWN_PREFIX[user]}probe", "probe").startswith("NOPERM")
+    assert client.cli("PUBLISH", f"{OWN_PREFIX[other]}channel", "x").startswith("NOPERM")
 
 
 @pytest.mark.parametrize("user", redis_service.CONSUMERS)

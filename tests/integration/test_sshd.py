@@ -25,10 +25,10 @@ import pytest
 
 from components.host_config import SSHD_DROP_IN
 from dryrun.engine import ProgramRun, run_program
-from tests.helpers import command_script, installed_files
+from tests.helpers import command_script, installed_files, user_data
 from tests.integration import daemons
 from tests.integration.netns import AS_ROOT
-from tests.services.readers import PROVIDER
+from tests.services.readers import COMMAND, PROVIDER
 
 SSHD = "/usr/sbin/sshd"
 # sshd refuses to start without its privilege separation directory (compiled into Debian's
@@ -201,3 +201,43 @@ def test_a_replaced_instance_is_reached_without_editing_known_hosts(
         assert "HOST IDENTIFICATION HAS CHANGED" in refused.stderr
         reached = _ssh(new, keys, port)
         assert reached.returncode == 0, reached.stderr
+
+
+def _pinned_options(host_key: str, port: int, directory: Path) -> list[str]:
+    """pulumi-command's check of `connection.hostKey`, said to OpenSSH's client: it parses the
+    line (`ssh.ParseAuthorizedKey`), accepts that key alone (`ssh.FixedHostKey`) and offers the
+    server only its algorithm (`HostKeyAlgorithms: []string{publicKey.Type()}`), learning nothing
+    (pulumi/pulumi-command provider/pkg/provider/remote/connection.go, `SSHConfig`)."""
+    known = directory / "pinned_known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {host_key.strip()}\n")
+    return [
+        "-o", f"HostKeyAlgorithms={host_key.split(maxsplit=1)[0]}",
+        "-o", f"UserKnownHostsFile={known}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes",
+    ]  # fmt: skip
+
+
+def test_remote_commands_reach_the_host_with_the_key_cloud_init_installed_only(
+    program_run: ProgramRun, keys: Keys, tmp_path: Path
+) -> None:
+    # cloud-init's cc_ssh writes `ssh_keys.ed25519_private` to the host key file, mode 0600.
+    installed = tmp_path / "ssh_host_ed25519_key"
+    installed.write_text(user_data(program_run)["ssh_keys"]["ed25519_private"])
+    installed.chmod(0o600)
+    port = daemons.free_port()
+    [host_key] = {
+        command.inputs["connection"]["hostKey"] for command in program_run.of_type(COMMAND)
+    }
+    options = _pinned_options(host_key, port, tmp_path)
+    drop_in = _drop_in(program_run)
+    with _sshd(_sshd_config(tmp_path, port, installed, keys, drop_in), port):
+        reached = _ssh(options, keys, port)
+        assert reached.returncode == 0, reached.stderr
+    # Whoever answers at that address with another key (before or after the real host booted)
+    # is refused, before anything is sent to it.
+    with _sshd(_sshd_config(tmp_path, port, keys.other_host, keys, drop_in), port):
+        refused = _ssh(options, keys, port)
+        assert refused.returncode != 0
+        assert "Host key verification failed" in refused.stderr

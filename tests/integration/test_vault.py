@@ -15,15 +15,21 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from components.services import vault as vault_service
-from dryrun.engine import ProgramRun
+from dryrun.engine import ProgramRun, run_program
 from tests.integration import daemons
+from tests.integration.conftest import MODEL_OVERRIDES, MODEL_SECRETS
 from tests.integration.openbao import (
+    APPROLE_STEP,
     KV_STEP_PREFIX,
+    RECONCILE_STEP,
+    SERVICES_CIDR_HERE,
     VaultStack,
+    agent_setup,
     env_lines,
     host_steps,
     local_paths,
@@ -35,6 +41,7 @@ from tests.integration.openbao import (
 from tests.integration.rendered import RenderedContainer, retarget, run_healthcheck
 
 RERENDER_TIMEOUT_S = 15.0
+SERVER_CONFIG = vault_service.SERVER_CONFIG_FILE
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +234,194 @@ def test_rotating_the_seal_key_keeps_the_data_and_frees_the_old_key(
     with daemons.bao_server(without_previous, {}, storage) as third:
         assert status(third)["sealed"] is False
         login(third, f"role_id={vault_service.PROVISIONER_ROLE}")  # the data is all there
+
+
+# --- the Agent's policy and role stay as the release has them ----------------------------------
+
+# A reader the tests add to self-initialisation: it may read policies and roles, which nobody
+# in the program can (there is no root token), so that a test can see what Vault holds.
+_READER = "test-reader"
+
+
+def _with_reader(config: dict[str, Any]) -> dict[str, Any]:
+    reader_policy = vault_service.policy(
+        {"sys/policies/acl/*": ["read"], "auth/approle/role/*": ["read"]}
+    )
+    reader = [
+        {
+            "reader": {
+                "request": [
+                    {"policy": {"operation": "update", "path": f"sys/policies/acl/{_READER}",
+                                "data": {"policy": reader_policy}}},
+                    {"role": {"operation": "update", "path": f"auth/approle/role/{_READER}",
+                              "data": {"role_id": _READER, "bind_secret_id": False,
+                                       "secret_id_bound_cidrs": ["127.0.0.1/32"],
+                                       "token_policies": [_READER]}}},
+                ]
+            }
+        }
+    ]  # fmt: skip
+    return {**config, "initialize": [*config["initialize"], *reader]}
+
+
+def _read(server: daemons.BaoServer, path: str) -> dict[str, Any]:
+    token = login(server, f"role_id={_READER}")
+    done = bao(server, "read", "-format=json", path, token=token)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)["data"]
+    assert isinstance(data, dict)
+    return data
+
+
+def _as_initialised_by_an_older_release(config: dict[str, Any]) -> dict[str, Any]:
+    """The same server config, but the Agent's policy and role as an older release wrote them:
+    read on all of `kv/ai-swarm/`, a secret-id that never expires, no bound network."""
+    older_policy = vault_service.policy({"kv/data/ai-swarm/*": ["read"]})
+    older_role = {"role_id": vault_service.AGENT_ROLE, "token_policies": [
+        vault_service.AGENT_POLICY], "secret_id_ttl": 0, "secret_id_num_uses": 0}  # fmt: skip
+    text = json.dumps(config)
+    text = text.replace(json.dumps(vault_service.agent_policy()), json.dumps(older_policy))
+    older: dict[str, Any] = json.loads(text)
+    for stanza in older["initialize"]:
+        for request in stanza.get("roles", {}).get("request", []):
+            if "agent_role" in request:
+                request["agent_role"]["data"] = older_role
+    assert older != config
+    return older
+
+
+def test_reconcile_brings_an_older_vault_to_this_releases_policy_and_role(
+    program_run: ProgramRun, tmp_path: Path
+) -> None:
+    config, files = server_setup(RenderedContainer.of(program_run, "vault"), tmp_path)
+    older = _with_reader(_as_initialised_by_an_older_release(config))
+    policy_path = f"sys/policies/acl/{vault_service.AGENT_POLICY}"
+    role_path = f"auth/approle/role/{vault_service.AGENT_ROLE}"
+    with daemons.bao_server(older, files, tmp_path / "server") as server:
+        assert _read(server, policy_path)["policy"] != vault_service.agent_policy()
+        assert _read(server, role_path)["secret_id_ttl"] == 0
+        run_step(server, host_steps(program_run)[RECONCILE_STEP])
+        assert _read(server, policy_path)["policy"] == vault_service.agent_policy()
+        role = _read(server, role_path)
+    assert role["secret_id_ttl"] == 365 * 24 * 3600
+    assert role["secret_id_bound_cidrs"] == role["token_bound_cidrs"] == [SERVICES_CIDR_HERE]
+    assert role["token_policies"] == [vault_service.AGENT_POLICY]
+
+
+def test_reconcile_on_a_vault_whose_provisioner_may_not_says_what_to_do(
+    program_run: ProgramRun, tmp_path: Path
+) -> None:
+    """A Vault made before the provisioner got those two paths cannot be brought forward:
+    the step fails, and says how to go on."""
+    config, files = server_setup(RenderedContainer.of(program_run, "vault"), tmp_path)
+    older_provisioner = vault_service.policy({"kv/data/ai-swarm/litellm/*": ["create", "update"]})
+    text = json.dumps(config).replace(
+        json.dumps(vault_service.provisioner_policy()), json.dumps(older_provisioner)
+    )
+    with daemons.bao_server(json.loads(text), files, tmp_path / "server") as server:
+        step = host_steps(program_run)[RECONCILE_STEP]
+        done = server.run_script(step.here(), step.stdin)
+    assert done.returncode != 0
+    assert "permission denied" in done.stderr
+    assert "initialise it again" in done.stderr
+
+
+# --- the Agent's AppRole: bound, finite, one secret-id -----------------------------------------
+
+
+def test_the_agents_secret_id_works_from_the_services_network_only(
+    program_run: ProgramRun, tmp_path: Path
+) -> None:
+    """With the services' network as the program renders it, a login from loopback (outside
+    it) is refused; the stack, where loopback stands for that network, logs in."""
+    container = RenderedContainer.of(program_run, "vault")
+    paths = local_paths(tmp_path)
+    config = daemons.rewrite_paths(json.loads(container.upload(SERVER_CONFIG)), paths)
+    assert vault_service.SERVICES_CIDR in json.dumps(config)
+    _, files = server_setup(container, tmp_path)
+    agent = RenderedContainer.of(program_run, "vault-agent")
+    credentials = (
+        f"role_id={agent.upload(vault_service.ROLE_ID_FILE)}",
+        f"secret_id={agent.upload(vault_service.SECRET_ID_FILE)}",
+    )
+    step = host_steps(program_run)[APPROLE_STEP]
+    with daemons.bao_server(config, files, tmp_path / "server") as server:
+        registered = server.run_script(step.script.replace(vault_service.IN_SERVER, ""), step.stdin)
+        assert registered.returncode == 0, registered.stderr
+        refused = bao(server, "write", "auth/approle/login", *credentials)
+    assert refused.returncode != 0
+    assert "source address" in refused.stderr or "unauthorized" in refused.stderr, refused.stderr
+
+
+def test_the_agents_token_and_secret_id_are_bound_and_finite(
+    program_run: ProgramRun, stack: VaultStack
+) -> None:
+    agent = RenderedContainer.of(program_run, "vault-agent")
+    secret_id = agent.upload(vault_service.SECRET_ID_FILE)
+    token = login(
+        stack.server,
+        f"role_id={agent.upload(vault_service.ROLE_ID_FILE)}",
+        f"secret_id={secret_id}",
+    )
+    looked_up = json.loads(bao(stack.server, "token", "lookup", "-format=json", token=token).stdout)
+    assert looked_up["data"]["bound_cidrs"] == [SERVICES_CIDR_HERE]
+    provisioner = login(stack.server, f"role_id={vault_service.PROVISIONER_ROLE}")
+    lookup = bao(stack.server, "write", "-format=json",
+                 f"auth/approle/role/{vault_service.AGENT_ROLE}/secret-id/lookup",
+                 f"secret_id={secret_id}", token=provisioner)  # fmt: skip
+    data = json.loads(lookup.stdout)["data"]
+    assert data["secret_id_ttl"] == 365 * 24 * 3600
+    assert data["expiration_time"] != "0001-01-01T00:00:00Z"
+
+
+def test_a_replaced_secret_id_is_revoked(program_run: ProgramRun, stack: VaultStack) -> None:
+    agent = RenderedContainer.of(program_run, "vault-agent")
+    role_id = f"role_id={agent.upload(vault_service.ROLE_ID_FILE)}"
+    step = host_steps(program_run)[APPROLE_STEP]
+    replaced = "a-secret-id-an-older-stack-had"
+    run_step(stack.server, step, stdin=replaced)
+    login(stack.server, role_id, f"secret_id={replaced}")
+    run_step(stack.server, step)  # the program's own value replaces it
+    refused = bao(stack.server, "write", "auth/approle/login", role_id, f"secret_id={replaced}")
+    assert refused.returncode != 0
+    assert "invalid role or secret id" in refused.stderr.lower(), refused.stderr
+    login(stack.server, role_id, f"secret_id={agent.upload(vault_service.SECRET_ID_FILE)}")
+
+
+def test_the_agent_logs_in_again_after_a_restart(
+    program_run: ProgramRun, stack: VaultStack, tmp_path: Path
+) -> None:
+    """A new Agent process with the same files (a restarted container) logs in and renders,
+    also after the AppRole step ran again (as on the next `up`)."""
+    run_step(stack.server, host_steps(program_run)[APPROLE_STEP])
+    config, files = agent_setup(RenderedContainer.of(program_run, "vault-agent"), tmp_path)
+    with daemons.bao_agent(config, files, stack.server.address, tmp_path) as restarted:
+        assert env_lines(restarted.rendered.read_text()) == dict(stack.values)
+    assert "authentication successful" in restarted.log_path.read_text()
+
+
+# --- seal rotation as the program renders it ----------------------------------------------------
+
+
+def test_a_seal_key_rotation_uploads_both_keys_and_unseals_the_older_storage(
+    program_run: ProgramRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_config, first_files = server_setup(RenderedContainer.of(program_run, "vault"), tmp_path)
+    storage = tmp_path / "server"
+    with daemons.bao_server(first_config, first_files, storage) as first:
+        run_step(first, host_steps(program_run)[f"{KV_STEP_PREFIX}LITELLM_SALT_KEY"])
+    monkeypatch.setattr(vault_service, "SEAL_KEY_GENERATION", 2)
+    rotated_run = run_program(stack="oracle", overrides=MODEL_OVERRIDES, secrets=MODEL_SECRETS)
+    rotated = RenderedContainer.of(rotated_run, "vault")
+    keys = {path for path in rotated.uploads if path.startswith(vault_service.SEAL_DIR)}
+    assert keys == {vault_service.seal_key_file(1), vault_service.seal_key_file(2)}
+    # The first generation's key is the one the older storage was sealed with.
+    first_key = RenderedContainer.of(program_run, "vault").upload(vault_service.seal_key_file(1))
+    assert rotated.upload(vault_service.seal_key_file(1)) == first_key
+    config, files = server_setup(rotated, tmp_path)
+    for path in files:
+        Path(path).unlink(missing_ok=True)  # written 0400 by the first server
+    with daemons.bao_server(config, files, storage) as second:
+        assert status(second)["sealed"] is False
+        run_step(second, rewrap_step(rotated_run))
+        login(second, f"role_id={vault_service.PROVISIONER_ROLE}")

@@ -54,6 +54,7 @@ def test_cache_finds_redis_through_sentinel_as_its_own_user(free_run: ProgramRun
         "username": "litellm",
         "password": "os.environ/REDIS_PASSWORD",
         "sentinel_password": "os.environ/REDIS_PASSWORD",
+        "namespace": "litellm",  # its keys' prefix, the only keys its Redis user may touch
     }
     litellm = env(container(free_run, "litellm"))
     # Its own user's password on both servers (the files hold its SHA-256), no other's.

@@ -80,8 +80,8 @@ def test_consumers_may_use_data_but_not_administer(free_run: ProgramRun) -> None
         rules = master[name][2:]
         assert rules.index("-@all") < rules.index("-@dangerous"), name
         assert "+@all" not in rules and "+@admin" not in rules, name
-    # Pub/sub for Open WebUI's websocket manager only.
-    assert "&*" in master["openwebui"] and "+@pubsub" in master["openwebui"]
+    # Pub/sub for Open WebUI's websocket manager and tasks only, on their channels.
+    assert "+@pubsub" in master["openwebui"] and "&*" not in master["openwebui"]
     assert "resetchannels" in master["litellm"] and "+@pubsub" not in master["litellm"]
     assert master["healthcheck"][2:] == ["-@all", "+ping"]
 

@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from components.services import vault as vault_service
 from components.services.base import INSTANCE_LABEL
 from dryrun.engine import ProgramRun, Registration
@@ -252,3 +254,23 @@ def test_seal_rewrap_runs_once_per_seal_key_as_the_provisioner(free_run: Program
     assert depends_on(free_run, rewrap) == {"vault"}
     policy = json.loads(_requests(free_run)["provisioner_policy"]["data"]["policy"])["path"]
     assert policy["sys/rotate/root"] == {"capabilities": ["update", "sudo"]}
+
+
+def test_a_new_agent_policy_in_a_later_release_reruns_the_reconcile_step(
+    free_run: ProgramRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's script holds the policy and role it writes: a release that changes either
+    changes the script, and pulumi-command runs `update` on a changed script (an in-place
+    update), so the next `up` brings every existing Vault to them."""
+    reconcile = free_run.one(COMMAND, "vault-agent-reconcile")
+    assert reconcile.inputs["create"] == reconcile.inputs["update"]
+    urns = free_run.by_urn()
+    approle = free_run.one(COMMAND, "vault-agent-approle")
+    assert reconcile.urn in approle.dependencies  # the role is current before its secret-id
+    assert {urns[u].name for u in reconcile.dependencies} >= {"vault-vault"}
+    monkeypatch.setattr(
+        vault_service, "agent_policy", lambda: vault_service.policy({"kv/data/x/*": ["read"]})
+    )
+    later = run_with().one(COMMAND, "vault-agent-reconcile")
+    assert later.inputs["create"] != reconcile.inputs["create"]
+    assert later.inputs["triggers"] == reconcile.inputs["triggers"]  # updated, not replaced
