@@ -45,6 +45,14 @@ class Keys:
     other_host: Path  # a replaced instance's new host key
 
 
+@pytest.fixture(scope="module", autouse=True)
+def privilege_separation_directory() -> None:
+    """Every sshd here, `sshd -t` and `sshd -T` included, needs it."""
+    subprocess.run(
+        [*AS_ROOT, "install", "-d", "-m", "0755", PRIVSEP_DIRECTORY], check=True, timeout=10
+    )
+
+
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     directory = tmp_path_factory.mktemp("keys")
@@ -92,9 +100,6 @@ def _sshd_config(
 def _sshd(config: Path, port: int) -> Iterator[None]:
     daemons.require_program(SSHD)
     daemons.record_version("sshd", ["ssh", "-V"])
-    subprocess.run(
-        [*AS_ROOT, "install", "-d", "-m", "0755", PRIVSEP_DIRECTORY], check=True, timeout=10
-    )
     checked = subprocess.run(
         [*AS_ROOT, SSHD, "-t", "-f", str(config)],
         capture_output=True,
