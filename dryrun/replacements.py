@@ -38,6 +38,8 @@ from dryrun.engine import ProgramRun, Registration
 _OCI = "oracle/terraform-provider-oci v8.23.0-v8.28.0 internal/service/core/"
 _DOCKER = "kreuzwerker/terraform-provider-docker v4.5.0 internal/provider/"
 _RANDOM = "hashicorp/terraform-provider-random f8d869dc internal/provider/"
+_OCI_IDENTITY = "oracle/terraform-provider-oci internal/service/identity/"
+_OCI_OBJECTS = "oracle/terraform-provider-oci internal/service/objectstorage/"
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,28 @@ FORCES_REPLACEMENT: Mapping[str, Rule] = {
     ),
     "random:index/randomBytes:RandomBytes": Rule(
         ("keepers", "length"), _RANDOM + "resource_bytes.go"
+    ),
+    # Every input has a RequiresReplace plan modifier.
+    "tls:index/privateKey:PrivateKey": Rule(
+        ("algorithm", "rsaBits", "ecdsaCurve"),
+        "hashicorp/terraform-provider-tls internal/provider/resource_private_key.go",
+    ),
+    # --- OCI identity and Object Storage ---------------------------------------------------
+    # `description`, `matching_rule`, tags: in place (updateIdentityDynamicGroup).
+    "oci:Identity/dynamicGroup:DynamicGroup": Rule(
+        ("compartmentId", "name"), _OCI_IDENTITY + "identity_dynamic_group_resource.go"
+    ),
+    # `statements`, `description`, `version_date`, tags: in place.
+    "oci:Identity/policy:Policy": Rule(
+        ("compartmentId", "name"), _OCI_IDENTITY + "identity_policy_resource.go"
+    ),
+    # `compartment_id`, `access_type`, `versioning`, `kms_key_id`, tags: in place.
+    "oci:ObjectStorage/bucket:Bucket": Rule(
+        ("name", "namespace", "storageTier"), _OCI_OBJECTS + "objectstorage_bucket_resource.go"
+    ),
+    # `rules`: in place (PutObjectLifecyclePolicy replaces the rule set).
+    "oci:ObjectStorage/objectLifecyclePolicy:ObjectLifecyclePolicy": Rule(
+        ("bucket", "namespace"), _OCI_OBJECTS + "objectstorage_object_lifecycle_policy_resource.go"
     ),
 }
 

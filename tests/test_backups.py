@@ -298,5 +298,5 @@ def test_backups_must_be_an_object(raw: str) -> None:
 
 @pytest.mark.parametrize("recipient", GOOD_AGE_KEYS)
 def test_an_age_public_key_and_offsite_days_are_accepted(recipient: str) -> None:
-    run = _with_backups({"ageRecipient": f" {recipient}\n", "offsiteDays": "30"})
+    run = _with_backups({"ageRecipient": f" {recipient} ", "offsiteDays": "30"})
     assert run.registrations  # no refusal

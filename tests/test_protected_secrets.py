@@ -28,6 +28,11 @@ GENERATED: dict[str, tuple[bool, str]] = {
         "signs Open WebUI's sessions and is the default key of what it encrypts in its database",
     ),
     "vault-seal-key-1": (True, "wraps Vault's root key, stored in raft on the volume"),
+    "host-ssh-host-key": (
+        True,
+        "the host key every SSH client pins; it is in the instance's user data, so a new one "
+        "replaces the instance",
+    ),
     "litellm-master-key": (
         False,
         "stored nowhere (the salt key encrypts): written to Vault again, and Open WebUI's key "

@@ -72,6 +72,17 @@ NEW_HOST = {
     "vault-seal-rewrap",
     "vault-kv-LITELLM_MASTER_KEY",
     "vault-kv-LITELLM_SALT_KEY",
+    "vault-agent-reconcile",
+    "offsite-uploader",
+}
+# What off-site copies add to the stack: all of it goes when they are turned off.
+OFFSITE = {
+    "offsite-bucket",
+    "offsite-lifecycle",
+    "offsite-lifecycle-policy",
+    "offsite-host-group",
+    "offsite-host-policy",
+    "offsite-uploader",
 }
 CONTAINERS = {
     "postgres-postgres",
@@ -89,6 +100,10 @@ NEW_LITELLM = {"litellm-litellm", "openWebui-register-litellm-key"}
 
 def _services(**fields: dict[str, Any]) -> dict[str, str]:
     return {"services": json.dumps(fields)}
+
+
+# An age X25519 public key (any valid one: the program checks its form only).
+AGE_RECIPIENT = "age1h9gf7fgyx0ep3jtcd49uey8rcthseemmuw692ugmphaap5xqpfrqwuwhus"
 
 
 def _backups(**fields: Any) -> dict[str, str]:
@@ -172,7 +187,16 @@ SETTINGS: Mapping[str, tuple[dict[str, str], dict[str, str], set[str], set[str]]
         _backups(enabled=False),
         {},
         set(),
-        {"backups-data-policy", "backups-data-assignment"},
+        {"backups-data-policy", "backups-data-assignment"} | OFFSITE,
+    ),
+    "backups.offsite": (_backups(offsite=False), {}, set(), OFFSITE),
+    # The uploader's settings file on the host: installed again.
+    "backups.offsiteDays": (_backups(offsiteDays=30), {}, {"offsite-uploader"}, set()),
+    "backups.ageRecipient": (
+        _backups(ageRecipient=AGE_RECIPIENT),
+        {},
+        {"offsite-uploader"},
+        set(),
     ),
 }
 # A setting that must replace the host: what OCI fixes at launch.
