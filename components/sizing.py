@@ -48,8 +48,8 @@ A1_FLEX = Shape(A1_SHAPE, platform="linux/arm64")
 
 @dataclass(frozen=True)
 class OsImage:
-    """The operating system a host boots: its newest image for the host's shape (OCI lists
-    only images of the shape's architecture for a shape)."""
+    """The operating system a host boots: its newest image that OCI lists for the host's shape
+    (`get_images` filtered by shape), and so of the shape's architecture."""
 
     operating_system: str
     version: str
