@@ -1,15 +1,15 @@
-"""ai-swarm: a private AI stack on one Oracle Cloud Always Free Ampere A1 host."""
+"""ai-swarm: a private AI stack on Oracle Cloud Always Free hosts (today one Ampere A1 host)."""
 
 import pulumi
 import pulumi_oci as oci
 
 from components.backups import DUMP_DIR, Backups, BackupsArgs
 from components.config import load_config
-from components.host import ArmHost, ArmHostArgs
+from components.host import Host, HostArgs
 from components.host_config import HostSettings, HostSettingsArgs
 from components.network import Network, NetworkArgs
 from components.offsite import OffsiteBackups, OffsiteBackupsArgs
-from components.services.placement import place_services
+from components.services.placement import Placement, place_services
 
 
 def _availability_domain_names(compartment_id: str) -> list[str]:
@@ -29,35 +29,32 @@ network = Network(
         admin_ports=config.admin_ports,
     ),
 )
-# Fixed names: `hostName` is a display setting. Stacks made when the host component was named
-# after it keep their resources through the alias to that former name.
-host = ArmHost(
-    "host",
-    ArmHostArgs(
-        compartment_id=config.compartment_id,
-        availability_domain=config.availability_domain,
-        subnet_id=network.subnet_id,
-        private_ip=str(config.host_private_ip),
-        host_name=config.host_name,
-        ocpus=config.host_size.ocpus,
-        memory_gb=config.host_size.memory_gb,
-        boot_volume_gb=config.boot_volume_gb,
-        data_volume_gb=config.data_volume_gb,
-        ssh_public_key=config.ssh_public_key,
-        ssh_private_key=config.ssh_private_key,
-        former_name=config.host_name,
-    ),
-)
-host_settings = HostSettings(
-    "host-settings",
-    HostSettingsArgs(
-        connection=host.connection,
-        instance_id=host.instance_id,
-        ready=host.ready,
-        admin_cidrs=config.admin_cidrs,
-        admin_ports=config.admin_ports,
-    ),
-)
+placed: list[tuple[Host, Placement]] = []
+for spec in config.hosts:
+    new_host = Host(
+        spec.key,
+        HostArgs(
+            spec=spec,
+            compartment_id=config.compartment_id,
+            availability_domain=config.availability_domain,
+            subnet_id=network.subnet_id,
+            ssh_public_key=config.ssh_public_key,
+            ssh_private_key=config.ssh_private_key,
+        ),
+    )
+    host_settings = HostSettings(
+        f"{spec.key}-settings",
+        HostSettingsArgs(
+            connection=new_host.connection,
+            instance_id=new_host.instance_id,
+            ready=new_host.ready,
+            admin_cidrs=config.admin_cidrs,
+            admin_ports=config.admin_ports,
+        ),
+    )
+    placed.append((new_host, place_services(config, new_host, after=[host_settings.sshd])))
+# The first host holds the stack's data and is the one the outputs name.
+host, placement = placed[0]
 
 pulumi.export("profile", config.profile.name)
 pulumi.export("publicIp", host.public_ip)
@@ -65,7 +62,6 @@ pulumi.export("sshCommand", host.ssh_command)
 pulumi.export("dockerHost", host.docker_host)
 pulumi.export("instanceId", host.instance_id)
 
-placement = place_services(config, host, after=[host_settings.sshd])
 pulumi.export("uiTunnel", placement.tunnel_command(host.public_ip, host.instance_id))
 pulumi.export("litellmMasterKey", placement.litellm_master_key)
 

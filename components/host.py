@@ -1,4 +1,4 @@
-"""The Ampere A1 Docker host: instance, protected state volume, reserved IP, readiness gate."""
+"""A Docker host of a given shape: instance, protected state volume, reserved IP, readiness gate."""
 
 from __future__ import annotations
 
@@ -13,19 +13,17 @@ import pulumi_oci as oci
 import pulumi_tls as tls
 
 from components.cloud_init import DATA_DEVICE, DATA_LABEL, DATA_ROOT, render_user_data
+from components.sizing import HostSpec
 from components.ssh import SSH_USER, SshHostKey, known_hosts_options
 
 __all__ = [
-    "A1_SHAPE",
     "DATA_ROOT",
     "HOST_TAG",
-    "ArmHost",
-    "ArmHostArgs",
+    "Host",
+    "HostArgs",
 ]
 
-A1_SHAPE = "VM.Standard.A1.Flex"
 HOST_TAG = "ai-swarm-host"
-UBUNTU = ("Canonical Ubuntu", "24.04")
 # Seconds the readiness gate waits for cloud-init, whose first boot may wait up to 15 minutes
 # for the data volume, about 10 for egress and a few for apt's retries; the Command's own
 # timeout is a little longer.
@@ -66,25 +64,17 @@ fi
 
 
 @dataclass(frozen=True)
-class ArmHostArgs:
+class HostArgs:
+    spec: HostSpec  # shape, size, volumes, address; `spec.former_key` is aliased when set
     compartment_id: str
     availability_domain: str
     subnet_id: pulumi.Input[str]
-    private_ip: str
-    host_name: str
-    ocpus: int
-    memory_gb: int
-    boot_volume_gb: int
-    data_volume_gb: int
     ssh_public_key: str
     ssh_private_key: pulumi.Output[str]
-    # The component's name in stacks made when it was named after `hostName`: aliased, so that
-    # those stacks keep their resources. None for a stack that never had another name.
-    former_name: str | None = None
 
 
-class ArmHost(pulumi.ComponentResource):
-    """One VM.Standard.A1.Flex instance running Docker, with its state on a separate volume.
+class Host(pulumi.ComponentResource):
+    """One instance of its spec's shape running Docker, with its state on a separate volume.
 
     The component and its children have fixed names: `hostName` and the other display settings
     are updated in place on the resources (display names, hostname label, tags), never renamed.
@@ -98,6 +88,7 @@ class ArmHost(pulumi.ComponentResource):
     A newer Ubuntu image is ignored: the running host is never re-imaged by an `up`.
     """
 
+    spec: HostSpec
     host_name: str
     # What containers name to be placed here (the `ai-swarm-host` tag): the component's own
     # name, which a `hostName` change never touches, so no container is replaced by a rename.
@@ -113,15 +104,19 @@ class ArmHost(pulumi.ComponentResource):
     ready: command.remote.Command
 
     def __init__(
-        self, name: str, args: ArmHostArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        own = pulumi.ResourceOptions(aliases=_former_names(args.former_name, name, ""))
+        spec = args.spec
+        own = pulumi.ResourceOptions(aliases=_former_names(spec.former_key, name, ""))
+        # The type token is part of every child's URN: it keeps the name it had when the only
+        # host was an A1 (ARM) host, whatever the shape.
         super().__init__(
             "ai-swarm:oci:ArmHost", name, None, pulumi.ResourceOptions.merge(opts, own)
         )
         self._name = name
-        self._former_name = args.former_name
-        self.host_name = args.host_name
+        self._former_name = spec.former_key
+        self.spec = spec
+        self.host_name = spec.name
         self.host_key = name
 
         # The host's SSH host key: cloud-init installs it at first boot and every remote command
@@ -140,8 +135,8 @@ class ArmHost(pulumi.ComponentResource):
             f"{name}-data",
             compartment_id=args.compartment_id,
             availability_domain=args.availability_domain,
-            display_name=f"{args.host_name}-data",
-            size_in_gbs=str(args.data_volume_gb),
+            display_name=f"{spec.name}-data",
+            size_in_gbs=str(spec.data_volume_gb),
             freeform_tags={HOST_TAG: name},
             opts=pulumi.ResourceOptions.merge(
                 self._child("-data", protect=True, retain_on_delete=True),
@@ -172,13 +167,13 @@ class ArmHost(pulumi.ComponentResource):
             f"{name}-ip",
             compartment_id=args.compartment_id,
             lifetime="RESERVED",
-            display_name=f"{args.host_name}-ip",
+            display_name=f"{spec.name}-ip",
             private_ip_id=_primary_private_ip_id(args.compartment_id, instance),
             opts=self._child("-ip"),
         )
 
         self.public_ip = reserved_ip.ip_address
-        self.private_ip = args.private_ip
+        self.private_ip = str(spec.private_ip)
         self.docker_host = pulumi.Output.concat("ssh://", SSH_USER, "@", self.public_ip)
         self.ssh_command = pulumi.Output.all(self.instance_id, self.public_ip).apply(
             lambda found: shlex.join(
@@ -228,9 +223,8 @@ class ArmHost(pulumi.ComponentResource):
             aliases=_former_names(self._former_name, self._name, suffix),
         )
 
-    def _instance(
-        self, name: str, args: ArmHostArgs, host_key: tls.PrivateKey
-    ) -> oci.core.Instance:
+    def _instance(self, name: str, args: HostArgs, host_key: tls.PrivateKey) -> oci.core.Instance:
+        spec = args.spec
         # A secret: it holds the host key's private half.
         plain_user_data = pulumi.Output.all(
             host_key.private_key_openssh, host_key.public_key_openssh
@@ -240,24 +234,24 @@ class ArmHost(pulumi.ComponentResource):
             f"{name}-instance",
             compartment_id=args.compartment_id,
             availability_domain=args.availability_domain,
-            display_name=args.host_name,
-            shape=A1_SHAPE,
+            display_name=spec.name,
+            shape=spec.shape.name,
             shape_config=oci.core.InstanceShapeConfigArgs(
-                ocpus=args.ocpus, memory_in_gbs=args.memory_gb
+                ocpus=spec.size.ocpus, memory_in_gbs=spec.size.memory_gb
             ),
             source_details=oci.core.InstanceSourceDetailsArgs(
                 source_type="image",
-                source_id=_newest_ubuntu_image(args.compartment_id),
-                boot_volume_size_in_gbs=str(args.boot_volume_gb),
+                source_id=_newest_image(args.compartment_id, spec),
+                boot_volume_size_in_gbs=str(spec.boot_volume_gb),
             ),
             # `hostname_label` and `display_name` are "(Updatable)" (pulumi-oci's
             # InstanceCreateVnicDetailsArgs): a new `hostName` changes the VNIC in place.
             create_vnic_details=oci.core.InstanceCreateVnicDetailsArgs(
                 subnet_id=args.subnet_id,
                 assign_public_ip="false",
-                private_ip=args.private_ip,
-                hostname_label=args.host_name,
-                display_name=f"{args.host_name}-vnic",
+                private_ip=str(spec.private_ip),
+                hostname_label=spec.name,
+                display_name=f"{spec.name}-vnic",
             ),
             metadata={
                 "ssh_authorized_keys": args.ssh_public_key,
@@ -291,24 +285,25 @@ def _former_names(former: str | None, name: str, suffix: str) -> list[pulumi.Ali
     return [pulumi.Alias(name=f"{former}{suffix}")]
 
 
-def _newest_ubuntu_image(compartment_id: str) -> pulumi.Output[str]:
-    operating_system, version = UBUNTU
+def _newest_image(compartment_id: str, spec: HostSpec) -> pulumi.Output[str]:
+    """The newest image of the spec's OS for its shape (and so for the shape's architecture)."""
     images = oci.core.get_images_output(
         compartment_id=compartment_id,
-        operating_system=operating_system,
-        operating_system_version=version,
-        shape=A1_SHAPE,
+        operating_system=spec.image.operating_system,
+        operating_system_version=spec.image.version,
+        shape=spec.shape.name,
         sort_by="TIMECREATED",
         sort_order="DESC",
     )
-    return images.images.apply(
-        lambda found: _first_image_id(found, f"{operating_system} {version}")
-    )
+    return images.images.apply(lambda found: _first_image_id(found, spec))
 
 
-def _first_image_id(images: Sequence[oci.core.outputs.GetImagesImageResult], wanted: str) -> str:
+def _first_image_id(images: Sequence[oci.core.outputs.GetImagesImageResult], spec: HostSpec) -> str:
     if not images:
-        raise pulumi.RunError(f"OCI lists no {wanted} image for {A1_SHAPE} in this compartment")
+        wanted = f"{spec.image.operating_system} {spec.image.version}"
+        raise pulumi.RunError(
+            f"OCI lists no {wanted} image for {spec.shape.name} in this compartment"
+        )
     return images[0].id
 
 

@@ -1,14 +1,17 @@
-"""How big the host is and how its CPU and memory are shared among the containers.
+"""What the hosts are, how big, and how their CPU and memory are shared among the containers.
 
-Pure data, importable without Pulumi. The sizing profiles (`ai-swarm:profile`), the limits of
-the A1.Flex shape, each container's CPU and memory limit per profile, and the two rules the
-limits are held to: memory kept for the OS and Docker, and how far CPU limits may overcommit.
+Pure data, importable without Pulumi. The hosts' specs (`HostSpec`: shape and its Docker
+platform, size, image, volumes, the services placed there; `components/config` builds them),
+the sizing profiles (`ai-swarm:profile`), the limits of the A1.Flex shape, each container's
+CPU and memory limit per profile, and the two rules the limits are held to: memory kept for the
+OS and Docker, and how far CPU limits may overcommit.
 The policy pack enforces the same two rules with the same numbers as its config defaults
 (`hostReservedMemoryMb`, `maxCpuOvercommit`); a test keeps the two equal.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +21,7 @@ HOST_RESERVED_MEMORY_MB = 1536
 CPU_OVERCOMMIT = 1.5
 MILLICPUS_PER_CPU = 1000
 
+A1_SHAPE = "VM.Standard.A1.Flex"
 # Limits of the VM.Standard.A1.Flex shape itself (not of the free allowance).
 A1_MAX_OCPUS = 80
 A1_MIN_MEMORY_GB_PER_OCPU = 1
@@ -29,6 +33,55 @@ A1_MAX_MEMORY_GB = 512
 class HostSize:
     ocpus: int
     memory_gb: int
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An OCI instance shape, and the Docker platform of the images its containers run."""
+
+    name: str
+    platform: str
+
+
+A1_FLEX = Shape(A1_SHAPE, platform="linux/arm64")
+
+
+@dataclass(frozen=True)
+class OsImage:
+    """The operating system a host boots: its newest image that OCI lists for the host's shape
+    (`get_images` filtered by shape), and so of the shape's architecture."""
+
+    operating_system: str
+    version: str
+
+
+UBUNTU_2404 = OsImage("Canonical Ubuntu", "24.04")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host of the stack: what the host component makes and where services are placed."""
+
+    # The host component's fixed name, its resources' prefix and its `ai-swarm-host` tag.
+    key: str
+    name: str  # display name and hostname label: a setting, updated in place
+    shape: Shape
+    size: HostSize
+    image: OsImage
+    boot_volume_gb: int
+    data_volume_gb: int
+    private_ip: ipaddress.IPv4Address
+    # Catalog keys of the services placed on this host, every one enabled.
+    services: tuple[str, ...]
+    # Prepended to the names of the host's Docker provider, network and services: empty for the
+    # first host, whose resources keep the names of a stack with one host.
+    resource_prefix: str = ""
+    # The component's name in stacks made when it was named after `hostName` (aliased).
+    former_key: str | None = None
+
+    @property
+    def platform(self) -> str:
+        return self.shape.platform
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from components.config.services import (
     ServiceSettings,
     service_settings,
 )
-from components.sizing import HostSize, SizingProfile
+from components.services.catalog import CATALOG
+from components.sizing import A1_FLEX, UBUNTU_2404, HostSize, HostSpec, SizingProfile
 
 __all__ = [
     "BackupSchedule",
@@ -42,6 +43,9 @@ __all__ = [
 SSH_PORT = 22
 # The host takes this address of its subnet; OCI reserves the first two and the last one.
 HOST_ADDRESS_INDEX = 10
+# The A1 host's component name: fixed, since `hostName` is a display setting. Stacks made when
+# the component was named after `hostName` keep their resources through an alias to that name.
+A1_HOST_KEY = "host"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,25 @@ class StackConfig:
     def admin_ports(self) -> tuple[int, ...]:
         """TCP ports open to `admin_cidrs`, in the security list and in the host firewall."""
         return (SSH_PORT, *self.service_settings.exposed_ports)
+
+    @property
+    def hosts(self) -> tuple[HostSpec, ...]:
+        """The stack's hosts, the first one holding the data: today the A1 host alone, with
+        every enabled service."""
+        settings = self.service_settings
+        a1 = HostSpec(
+            key=A1_HOST_KEY,
+            name=self.host_name,
+            shape=A1_FLEX,
+            size=self.host_size,
+            image=UBUNTU_2404,
+            boot_volume_gb=self.boot_volume_gb,
+            data_volume_gb=self.data_volume_gb,
+            private_ip=self.host_private_ip,
+            services=tuple(key for key in CATALOG if settings.enabled(key)),
+            former_key=self.host_name,
+        )
+        return (a1,)
 
 
 AvailabilityDomainLister = Callable[[str], Sequence[str]]

@@ -30,7 +30,6 @@ from components.services.image_lock import pinned_reference
 from components.services.privileges import NO_NEW_PRIVILEGES, Privileges, privileges_of
 from components.sizing import ALLOCATIONS, Allocation
 
-PLATFORM = "linux/arm64"
 HOST_LABEL = "ai-swarm.host"
 SERVICE_LABEL = "ai-swarm.service"
 # The OCID of the instance a Docker resource lives on. A replaced instance keeps the reserved
@@ -61,6 +60,7 @@ class ServiceContext:
     instance_id: pulumi.Input[str]
     # SSH to the host, for the steps Docker cannot do (data directories, Vault's setup, keys).
     connection: command.remote.ConnectionArgs
+    platform: str  # the host's Docker platform, which every image is pulled for
     profile: str
     settings: ServiceSettings
     # Where the UIs publish their port: loopback, or the private address when exposed.
@@ -226,8 +226,8 @@ class Service(pulumi.ComponentResource):
         self.image = docker.RemoteImage(
             f"{name}-image",
             # repository@digest while images.lock has the image for this platform, else the tag.
-            name=pinned_reference(self.context.image(self.entry), PLATFORM),
-            platform=PLATFORM,
+            name=pinned_reference(self.context.image(self.entry), self.context.platform),
+            platform=self.context.platform,
             keep_locally=True,
             triggers={"instance": self.context.instance_id},
             opts=self._child(),

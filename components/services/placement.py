@@ -1,5 +1,5 @@
 """Places the services on a host: its Docker provider over SSH, the services' network, then every
-enabled service in the order the catalog's `needs` and `uses` impose (and no other), so
+service its spec names, in the order the catalog's `needs` and `uses` impose (and no other), so
 independent images pull and start in parallel.
 
 SSH: pulumi-docker runs the local `ssh` and takes no key. With `ai-swarm:sshIdentityFile` set,
@@ -40,6 +40,7 @@ from components.services.pipelines import Pipelines
 from components.services.postgres import Postgres
 from components.services.redis import Redis
 from components.services.vault import Vault
+from components.sizing import HostSpec
 from components.ssh import SSH_USER, known_hosts_options
 
 # BatchMode: fail instead of prompting, since nobody can answer a prompt under `pulumi up`.
@@ -55,8 +56,10 @@ COMPONENTS: Mapping[str, type[Service]] = {
 
 
 class DockerHost(Protocol):
-    """What the services need of `components.host.ArmHost` (read-only, hence properties)."""
+    """What the services need of `components.host.Host` (read-only, hence properties)."""
 
+    @property
+    def spec(self) -> HostSpec: ...
     @property
     def host_key(self) -> str: ...
     @property
@@ -105,20 +108,22 @@ def ssh_options(identity_file: str | None, instance_id: str) -> list[str]:
 def place_services(
     config: StackConfig, host: DockerHost, after: Sequence[pulumi.Resource] = ()
 ) -> Placement:
-    """Place every enabled service on `host`; Docker starts only after `after` (host settings
-    its SSH connections need) as well as after the host is ready."""
+    """Place the services of `host`'s spec on it, with its own Docker provider and network;
+    Docker starts only after `after` (host settings its SSH connections need) as well as after
+    the host is ready."""
     settings = config.service_settings
+    spec = host.spec
     ui_ip = host.private_ip if settings.expose_uis else LOOPBACK
     identity_file = config.ssh_identity_file
     provider = docker.Provider(
-        "docker",
+        f"{spec.resource_prefix}docker",
         host=host.docker_host,
         ssh_opts=host.instance_id.apply(lambda instance: ssh_options(identity_file, instance)),
         # The provider does not retry: it must wait for cloud-init, Docker and the data volume.
         opts=pulumi.ResourceOptions(depends_on=[host.ready, *after]),
     )
     network = docker.Network(
-        "services-network",
+        f"{spec.resource_prefix}services-network",
         name=NETWORK_NAME,
         driver="bridge",
         attachable=False,
@@ -135,15 +140,16 @@ def place_services(
         host_key=host.host_key,
         instance_id=host.instance_id,
         connection=host.connection,
+        platform=spec.platform,
         profile=config.profile.name,
         settings=settings,
         ui_ip=ui_ip,
     )
     placed: dict[str, Service] = {}
-    for key in dependency_order([key for key in CATALOG if settings.enabled(key)]):
+    for key in dependency_order(list(spec.services)):
         entry = CATALOG[key]
         peers = {peer: placed[peer] for peer in (*entry.needs, *entry.uses) if peer in placed}
-        placed[key] = COMPONENTS[key](key, ServiceArgs(context, peers))
+        placed[key] = COMPONENTS[key](f"{spec.resource_prefix}{key}", ServiceArgs(context, peers))
     return Placement(services=placed, ui_ip=ui_ip)
 
 
