@@ -1,8 +1,9 @@
-"""`python -m deploy up | status | idle-check | images`: argument parsing, wiring and the tables.
+"""`python -m deploy up | status | idle-check | images | restore-dump`: argument parsing, wiring
+and the tables.
 
 Exit status: `up` 0 deployed, 1 stopped, 2 deadline passed; `status` 0 healthy, 1 anything
 unhealthy; `idle-check` 0 not at risk, 1 at risk or cannot tell; `images` 0 every image
-passed, 1 one failed. Any command exits 1 when it
+passed, 1 one failed; `restore-dump` 0 listed or restored, 1 not. Any command exits 1 when it
 cannot start (no Pulumi CLI, a missing stack output, unusable credentials); argparse's usage
 errors exit 2.
 """
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m deploy",
         description="Operate the ai-swarm stack: deploy through A1 capacity shortages, check "
-        "its health, and check Oracle's idle rule.",
+        "its health, Oracle's idle rule and its images, and restore an off-site dump.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

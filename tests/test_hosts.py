@@ -16,6 +16,7 @@ from dryrun.engine import PROJECT_DIR, ProgramRun, Registration, run_program
 from tests.services.readers import COMMAND, CONTAINER, NETWORK, PROVIDER, REMOTE_IMAGE
 
 PUBLIC_IP = "oci:Core/publicIp:PublicIp"
+HOST_KEY = "tls:index/privateKey:PrivateKey"
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,13 @@ def test_containers_and_networks_run_on_their_hosts_provider(two_hosts_run: Prog
 
 def test_a_hosts_ssh_steps_go_to_that_host(two_hosts_run: ProgramRun) -> None:
     ips = {r.name: r.urn for r in two_hosts_run.of_type(PUBLIC_IP)}
+    host_keys = {r.name: r.urn for r in two_hosts_run.of_type(HOST_KEY)}
     data_dirs = two_hosts_run.one(COMMAND, "micro-postgres-postgres-data-dirs")
-    assert data_dirs.property_dependencies["connection"] == (ips["micro-ip"],)
+    # Its address and the host key it pins are the Micro's.
+    assert set(data_dirs.property_dependencies["connection"]) == {
+        ips["micro-ip"],
+        host_keys["micro-ssh-host-key"],
+    }
 
 
 def test_each_hosts_image_is_looked_up_for_its_shape(two_hosts_run: ProgramRun) -> None:
