@@ -25,7 +25,7 @@ from .contract import (
     VOLUME,
 )
 from .messages import deciding, fmt
-from .reading import UndecidableError, container_host, plain, plain_number
+from .reading import container_host, plain, plain_number, pulled_image
 from .settings import settings, strings
 
 # --- container-limits-required --------------------------------------------------------------
@@ -123,19 +123,11 @@ def _image_reference_problem(reference: str, moving_tags: frozenset[str]) -> str
 
 
 def _check_pinned_images(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type == REMOTE_IMAGE:
-        reference = plain(args.props, "name")
-    elif args.resource_type == CONTAINER:
-        try:
-            reference = plain(args.props, "image")
-        except UndecidableError:
-            return  # an image id from a RemoteImage, whose name is checked on its own
-    else:
-        return
-    if not reference or str(reference).startswith("sha256:"):
+    reference = pulled_image(args.resource_type, args.props)
+    if reference is None:
         return
     moving = frozenset(settings(args.get_config(), PINNED_IMAGES_SCHEMA)("movingTags"))
-    problem = _image_reference_problem(str(reference), moving)
+    problem = _image_reference_problem(reference, moving)
     if problem:
         report(
             f"Image '{reference}' of '{args.name}' {problem}: the next pull may bring another "

@@ -20,27 +20,16 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from .contract import CONTAINER, REMOTE_IMAGE
 from .messages import deciding
-from .reading import UndecidableError, plain
+from .reading import pulled_image
 
 POLICY_NAME: Final = "digest-pinned-images"
 _DIGEST: Final = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def _check_digest_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type == REMOTE_IMAGE:
-        reference = plain(args.props, "name")
-    elif args.resource_type == CONTAINER:
-        try:
-            reference = plain(args.props, "image")
-        except UndecidableError:
-            return  # an image id from a RemoteImage, whose name is judged on its own
-    else:
-        return
-    if not reference or str(reference).startswith("sha256:"):
-        return  # none, or an image id: content-addressed already
-    if _DIGEST.search(str(reference)):
+    reference = pulled_image(args.resource_type, args.props)
+    if reference is None or _DIGEST.search(reference):
         return
     report(
         f"Image '{reference}' of '{args.name}' is not pinned by digest: a tag pushed again "

@@ -14,7 +14,7 @@ from typing import Any
 
 from pulumi_policy.proxy import UnknownValueError
 
-from .contract import HOST_LABEL, HOST_TAG
+from .contract import CONTAINER, HOST_LABEL, HOST_TAG, REMOTE_IMAGE
 
 
 class UndecidableError(Exception):
@@ -101,3 +101,21 @@ def container_host(props: Any) -> str | None:
 def instance_host(props: Any) -> str | None:
     """The host name an instance offers to containers: its `ai-swarm-host` freeform tag."""
     return plain_text(props, "freeformTags", HOST_TAG)
+
+
+def pulled_image(resource_type: str, props: Any) -> str | None:
+    """The image reference a `RemoteImage` pulls or a container names, as written. None for
+    any other type, for none given, and for an image id (`sha256:…`): content-addressed
+    already, or (unknown until the pull) a RemoteImage's, whose name is judged on its own."""
+    if resource_type == REMOTE_IMAGE:
+        reference = plain(props, "name")
+    elif resource_type == CONTAINER:
+        try:
+            reference = plain(props, "image")
+        except UndecidableError:
+            return None
+    else:
+        return None
+    if not reference or str(reference).startswith("sha256:"):
+        return None
+    return str(reference)
