@@ -31,6 +31,7 @@ from dryrun.engine import ProgramRun
 from tests.helpers import command_script, installed_files, user_data
 from tests.integration import daemons, loopdev
 from tests.integration.netns import ADMIN_ADDRESS, netns_hosts, serving_http
+from tests.integration.stand_ins import stand_in
 
 COMMAND = "command:remote:Command"
 READY_NAME = "host-ready"
@@ -334,12 +335,6 @@ class SshHost:
         return self.run("sshd -t").returncode == 0
 
 
-def _stand_in(bin_dir: Path, name: str, body: str) -> None:
-    path = bin_dir / name
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(0o755)
-
-
 @pytest.fixture
 def ssh_host(tmp_path: Path) -> SshHost:
     made = SshHost(tmp_path / "etc-ssh", tmp_path / "bin")
@@ -349,8 +344,8 @@ def ssh_host(tmp_path: Path) -> SshHost:
     key = made.etc_ssh / "ssh_host_ed25519_key"
     keygen = [daemons.require_program("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f"]
     subprocess.run([*keygen, str(key)], check=True, capture_output=True, timeout=30)
-    _stand_in(made.bin_dir, "sudo", 'exec "$@"')
-    _stand_in(made.bin_dir, "systemctl", f'echo "systemctl $*" >>{made.systemctl_log}')
+    stand_in(made.bin_dir, "sudo", 'exec "$@"')
+    stand_in(made.bin_dir, "systemctl", f'echo "systemctl $*" >>{made.systemctl_log}')
     assert made.sshd_accepts()  # the configuration before any install is sound
     return made
 
@@ -410,7 +405,7 @@ def test_a_write_that_fails_midway_leaves_the_old_file(
     the old file is untouched, no partial file is left, and the script stops there."""
     script, path = _sshd_install(program_run)
     ssh_host.at(path).write_text(OLD_DROP_IN)
-    _stand_in(ssh_host.bin_dir, "tee", 'head -n 1 >"$1"\nexit 1')
+    stand_in(ssh_host.bin_dir, "tee", 'head -n 1 >"$1"\nexit 1')
     done = ssh_host.run(script)
     assert done.returncode != 0
     assert ssh_host.at(path).read_text() == OLD_DROP_IN

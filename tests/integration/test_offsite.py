@@ -28,6 +28,7 @@ from components.host import DATA_ROOT
 from dryrun.engine import ProgramRun
 from tests.integration import daemons
 from tests.integration.rendered import RenderedContainer
+from tests.integration.stand_ins import container_env, run_script, stand_in
 from tests.test_backups import BAD_AGE_KEYS, GOOD_AGE_KEYS
 
 COMMAND = "command:remote:Command"
@@ -108,12 +109,6 @@ class Host:
         }
 
 
-def _stand_in(bin_dir: Path, name: str, body: str) -> None:
-    path = bin_dir / name
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
 @pytest.fixture
 def host(tmp_path: Path) -> Host:
     made = Host(
@@ -124,14 +119,14 @@ def host(tmp_path: Path) -> Host:
         directory.mkdir()
     for host_path in (*MOVED, backups.SYSTEMD_DIR, backups.DUMP_DIR):
         made.at(host_path).mkdir(parents=True, exist_ok=True)
-    _stand_in(made.bin_dir, "sudo", 'exec "$@"')
+    stand_in(made.bin_dir, "sudo", 'exec "$@"')
     for name in ("apt-get", "systemctl", "env"):
-        _stand_in(made.bin_dir, name, f'echo "{name} $*" >>{made.calls_log}')
+        stand_in(made.bin_dir, name, f'echo "{name} $*" >>{made.calls_log}')
     # `python3 -m venv DIR` makes DIR/bin/pip, whose `install` puts the stand-in CLI there.
     cli = made.bin_dir / "oci-stand-in"
     cli.write_text(FAKE_OCI)
     cli.chmod(0o755)
-    _stand_in(
+    stand_in(
         made.bin_dir,
         "python3",
         f'echo "python3 $*" >>{made.calls_log}; mkdir -p "$3/bin"; printf '
@@ -150,24 +145,8 @@ def _install_script(run: ProgramRun) -> str:
 def _run(
     argv: list[str], host: Host, env: Mapping[str, str] = {}, stdin: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    with (stdin or Path("/dev/null")).open("rb") as given:
-        done = subprocess.run(
-            argv,
-            stdin=given,
-            capture_output=True,
-            env={
-                "PATH": f"{host.bin_dir}:{daemons.PG_BIN}:/usr/bin:/bin",
-                "LC_ALL": "C",
-                "FAKE_OCI_LOG": str(host.oci_log),
-                "FAKE_OCI_BUCKET": str(host.bucket),
-                **env,
-            },
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode()
-    )
+    fake_oci = {"FAKE_OCI_LOG": str(host.oci_log), "FAKE_OCI_BUCKET": str(host.bucket)}
+    return run_script(argv, host.bin_dir, {**fake_oci, **env}, stdin)
 
 
 def _install(run: ProgramRun, host: Host) -> subprocess.CompletedProcess[str]:
@@ -275,10 +254,6 @@ def server(container: RenderedContainer) -> Iterator[daemons.PostgresDaemon]:
         yield daemon
 
 
-def _container_env(container: RenderedContainer, server: daemons.PostgresDaemon) -> dict[str, str]:
-    return {**container.envs, **server.client_env()}
-
-
 def _stamp(seconds_ago: float = 0) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - seconds_ago))
 
@@ -293,7 +268,7 @@ def _dump(
         subprocess.run(
             ["sh", "-c", one, "sh", db],
             stdout=out,
-            env={"PATH": f"{daemons.PG_BIN}:/usr/bin:/bin", **_container_env(container, server)},
+            env={"PATH": f"{daemons.PG_BIN}:/usr/bin:/bin", **container_env(container, server)},
             timeout=TIMEOUT_S,
             check=True,
         )
@@ -363,7 +338,7 @@ def test_dump_encrypt_upload_download_decrypt_restore(
         restored = _run(
             ["sh", "-c", backups.RESTORE_IN_CONTAINER],
             host,
-            _container_env(container, server),
+            container_env(container, server),
             stdin=clear,
         )
         assert restored.returncode == 0, restored.stderr

@@ -31,10 +31,10 @@ from dryrun.engine import ProgramRun, run_program
 from tests.helpers import installed_files
 from tests.integration import daemons
 from tests.integration.rendered import RenderedContainer
+from tests.integration.stand_ins import container_env, run_script, stand_in
 
 COMMAND = "command:remote:Command"
 README = Path(__file__).resolve().parents[2] / "README.md"
-SCRIPT_TIMEOUT_S = 60
 STAMP = re.compile(r"^(?P<db>.+)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)\.dump$")
 OLD_STAMPS = [f"2020010{day}T030000Z" for day in range(1, 10)]
 
@@ -60,13 +60,7 @@ class Host:
         return text.replace(backups.IN_POSTGRES, "env")
 
     def mounted(self, mounted: bool) -> None:
-        _stand_in(self.bin_dir, "mountpoint", f"exit {0 if mounted else 1}")
-
-
-def _stand_in(bin_dir: Path, name: str, body: str) -> None:
-    path = bin_dir / name
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+        stand_in(self.bin_dir, "mountpoint", f"exit {0 if mounted else 1}")
 
 
 @pytest.fixture
@@ -76,8 +70,8 @@ def host(tmp_path: Path) -> Host:
         directory.mkdir()
     for host_path in (DATA_ROOT, backups.SYSTEMD_DIR, "/usr/local/sbin"):
         made.at(host_path).mkdir(parents=True)
-    _stand_in(made.bin_dir, "sudo", 'exec "$@"')
-    _stand_in(made.bin_dir, "systemctl", f'echo "$*" >>{made.systemctl_log}')
+    stand_in(made.bin_dir, "sudo", 'exec "$@"')
+    stand_in(made.bin_dir, "systemctl", f'echo "$*" >>{made.systemctl_log}')
     made.mounted(True)
     return made
 
@@ -103,19 +97,7 @@ def _install_script(run: ProgramRun) -> str:
 def _run(
     argv: list[str], host: Host, env: Mapping[str, str], stdin: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    path = f"{host.bin_dir}:{daemons.PG_BIN}:/usr/bin:/bin"
-    with (stdin or Path("/dev/null")).open("rb") as given:
-        done = subprocess.run(
-            argv,
-            stdin=given,
-            capture_output=True,
-            env={"PATH": path, "LC_ALL": "C", **env},
-            timeout=SCRIPT_TIMEOUT_S,
-            check=False,
-        )
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode()
-    )
+    return run_script(argv, host.bin_dir, env, stdin)
 
 
 def _installed_files(run: ProgramRun) -> dict[str, tuple[str, str]]:
@@ -130,11 +112,6 @@ def _install(run: ProgramRun, host: Host) -> subprocess.CompletedProcess[str]:
     return _run(["bash", "-c", host.retarget(_install_script(run))], host, {})
 
 
-def _container_env(container: RenderedContainer, server: daemons.PostgresDaemon) -> dict[str, str]:
-    """What a shell in the container sees: its variables, libpq aimed at the test server."""
-    return {**container.envs, **server.client_env()}
-
-
 @pytest.fixture
 def installed(program_run: ProgramRun, host: Host) -> Path:
     """The dump script as the install script wrote it under the host's root."""
@@ -146,7 +123,7 @@ def installed(program_run: ProgramRun, host: Host) -> Path:
 def _dump(
     installed: Path, host: Host, container: RenderedContainer, server: daemons.PostgresDaemon
 ) -> subprocess.CompletedProcess[str]:
-    return _run([str(installed)], host, _container_env(container, server))
+    return _run([str(installed)], host, container_env(container, server))
 
 
 def _dumps(host: Host) -> dict[str, list[str]]:
@@ -357,7 +334,7 @@ def test_dump_then_restore_brings_the_rows_back(
         restored = _run(
             ["sh", "-c", backups.RESTORE_IN_CONTAINER],
             host,
-            _container_env(container, server),
+            container_env(container, server),
             stdin=litellm_dump,
         )
         assert restored.returncode == 0, restored.stderr
@@ -447,7 +424,7 @@ def test_readme_roles_command_reruns_the_script_and_the_bare_one_is_refused(
     command = _readme_command(roles_file)
     assert command.startswith(backups.IN_POSTGRES + " ")
     local_copy = str(server.files[roles_file])
-    env = _container_env(container, server)
+    env = container_env(container, server)
     rerun = host.retarget(command).replace(roles_file, local_copy)
     done = _run(["sh", "-c", rerun], host, env)
     assert done.returncode == 0, done.stderr
