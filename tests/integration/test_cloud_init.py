@@ -36,18 +36,6 @@ def test_the_validator_rejects_a_broken_document(program_run: ProgramRun, tmp_pa
     assert "runcmd" in checked.stdout + checked.stderr
 
 
-# Docker as the package ships it, in short: the drop-in changes only its [Unit] dependencies.
-_DOCKER_UNIT = """[Unit]
-Description=Docker Application Container Engine (stand-in)
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=/usr/bin/dockerd -H fd://
-
-[Install]
-WantedBy=multi-user.target
-"""
 # A probe: a mount of /mnt/data ordered after Docker. It closes an ordering cycle exactly when
 # Docker is ordered after (and requires) the mount, which systemd then refuses to start.
 _MOUNT_AFTER_DOCKER = """[Unit]
@@ -62,7 +50,7 @@ Type=ext4
 
 def _docker_root(root: Path, drop_in: str | None) -> Path:
     systemd.systemd_root(root)
-    (root / "usr/lib/systemd/system/docker.service").write_text(_DOCKER_UNIT)
+    (root / "usr/lib/systemd/system/docker.service").write_text(systemd.DOCKER_STAND_IN_UNIT)
     dockerd = root / "usr/bin/dockerd"
     dockerd.write_text("#!/bin/sh\nexit 0\n")
     dockerd.chmod(0o755)
