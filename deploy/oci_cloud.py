@@ -94,13 +94,13 @@ class OciCloud:
         self._tenancy_id = tenancy_id
 
     def availability_domains(self) -> Sequence[str]:
-        response = _call(
+        response = call_sdk(
             "ListAvailabilityDomains", self._identity.list_availability_domains, self._tenancy_id
         )
         return [str(domain.name) for domain in response.data]
 
     def instance(self, instance_id: str) -> InstanceFacts:
-        data = _call("GetInstance", self._compute.get_instance, instance_id).data
+        data = call_sdk("GetInstance", self._compute.get_instance, instance_id).data
         shape = data.shape_config
         bandwidth = getattr(shape, "networking_bandwidth_in_gbps", None)
         return InstanceFacts(
@@ -110,8 +110,8 @@ class OciCloud:
         )
 
     def volume_backups(self, volume_id: str) -> Sequence[VolumeBackupFact]:
-        volume = _call("GetVolume", self._blockstorage.get_volume, volume_id).data
-        response = _call(
+        volume = call_sdk("GetVolume", self._blockstorage.get_volume, volume_id).data
+        response = call_sdk(
             "ListVolumeBackups",
             self._blockstorage.list_volume_backups,
             volume.compartment_id,
@@ -135,7 +135,7 @@ class OciCloud:
         details = oci.monitoring.models.SummarizeMetricsDataDetails(
             namespace=NAMESPACE, query=query, start_time=start, end_time=end
         )
-        response = _call(
+        response = call_sdk(
             "SummarizeMetricsData",
             self._monitoring.summarize_metrics_data,
             compartment_id,
@@ -154,7 +154,7 @@ class OciCloud:
         ]
 
 
-def _call(operation: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+def call_sdk(operation: str, method: Any, *args: Any, **kwargs: Any) -> Any:
     """Call an SDK method; its `ServiceError` (and transport errors) become `CloudError`."""
     try:
         return method(*args, **kwargs)

@@ -31,7 +31,7 @@ from components.backups import RESTORE_IN_CONTAINER, in_postgres
 from components.offsite import ENCRYPTED_SUFFIX, OBJECT_PREFIX, UPLOAD_UNIT
 from deploy.adapters import SshShell, SystemClock, identity_file, open_stack
 from deploy.durations import format_duration
-from deploy.oci_cloud import sdk_config
+from deploy.oci_cloud import call_sdk, sdk_config
 from deploy.ports import CloudError, OperatorError, RemoteShell, ShellResult
 from deploy.status import LOGICAL_BACKUP_MAX_AGE, LOGICAL_BACKUPS, Check, Level, StatusReport
 
@@ -92,26 +92,19 @@ class OciDumpStore:
             if start:
                 kwargs["start"] = start
             listing = self._client.list_objects
-            page = _call("ListObjects", listing, self._namespace, self._bucket, **kwargs).data
+            page = call_sdk("ListObjects", listing, self._namespace, self._bucket, **kwargs).data
             found += [DumpFact(o.name, int(o.size or 0), o.time_created) for o in page.objects]
             start = page.next_start_with
             if not start:
                 return found
 
     def download(self, name: str, target: Path) -> None:
-        response = _call("GetObject", self._client.get_object, self._namespace, self._bucket, name)
+        response = call_sdk(
+            "GetObject", self._client.get_object, self._namespace, self._bucket, name
+        )
         with target.open("wb") as out:
             for chunk in response.data.raw.stream(_CHUNK, decode_content=False):
                 out.write(chunk)
-
-
-def _call(operation: str, method: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return method(*args, **kwargs)
-    except oci.exceptions.ServiceError as error:
-        raise CloudError(f"{operation}: {error.status} {error.code}: {error.message}") from None
-    except (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout) as error:
-        raise CloudError(f"{operation}: {type(error).__name__}: {error}") from None
 
 
 def connect_store(config: Mapping[str, str], outputs: Mapping[str, Any]) -> OciDumpStore:
