@@ -75,9 +75,9 @@ UNCONFINED: Final[Mapping[tuple[str, str], str]] = {
 CONTAINER_HARDENING_SCHEMA: Final = PolicyConfigSchema(
     {
         "allowedCapabilities": strings(
-            # What an image entrypoint needs to hand its data directory to the service user
-            # and drop to it (chown, walk 0700 directories, setuid/setgid).
-            ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"],
+            # None: every container of the stack runs as its service's own user from the start
+            # (components/services/privileges.py), so no entrypoint chowns or switches user.
+            [],
             "Capabilities a container may add back after dropping ALL.",
         ),
         "rootRefusedCapabilities": strings(
@@ -86,9 +86,8 @@ CONTAINER_HARDENING_SCHEMA: Final = PolicyConfigSchema(
             "root, 0 or 0:<gid>), even when allowedCapabilities has them.",
         ),
         "entrypointDropsRoot": strings(
-            # postgres: gosu; redis and sentinel: gosu or setpriv (components/services/
-            # privileges.py cites each image's entrypoint).
-            ["postgres", "redis", "redis-sentinel"],
+            # None of the stack's containers starts as root.
+            [],
             "Containers (by Docker name) whose image entrypoint starts as root and drops to a "
             "service user before the service runs, so their capabilities serve the entrypoint "
             "only and rootRefusedCapabilities does not apply.",

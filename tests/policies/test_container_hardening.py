@@ -31,8 +31,14 @@ def _local_volume(**driver_options: str) -> dict[str, Any]:
 
 def test_a_hardened_container_with_its_data_and_a_tmpfs_volume_passes() -> None:
     mounts = [_bind("/mnt/data/app"), _local_volume(type="tmpfs", device="tmpfs", o="size=1m")]
-    capabilities = {"drops": ["ALL"], "adds": ["CHOWN", "SETUID", "SETGID"]}
+    capabilities = {"drops": ["ALL"]}
     assert _verdict(mounts=mounts, capabilities=capabilities, user="1000:1000") == []
+
+
+def test_by_default_no_capability_may_be_added_back() -> None:
+    # Every container of the stack runs as its own user from the start: none needs one.
+    [message] = _verdict(capabilities={"drops": ["ALL"], "adds": ["CHOWN"]}, user="1000:1000")
+    assert "adds CHOWN, beyond allowedCapabilities ()" in message
 
 
 def test_node_exporter_keeps_the_host_view_the_config_grants_it_by_name() -> None:
@@ -202,11 +208,13 @@ def test_a_non_root_user_may_keep_an_allowed_capability(user: str) -> None:
 
 
 def test_entrypoints_that_drop_root_are_named_in_the_config() -> None:
-    adds = {"drops": ["ALL"], "adds": ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"]}
-    for name in ("postgres", "redis", "redis-sentinel"):
-        assert _verdict(name=name, capabilities=adds) == []
-    config: dict[str, Any] = {POLICY: {"entrypointDropsRoot": []}}
-    [message] = _verdict(config, name="postgres", capabilities=adds)
+    # An image whose entrypoint starts as root, chowns its data and drops to a service user.
+    needs = ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"]
+    adds = {"drops": ["ALL"], "adds": needs}
+    allowed: dict[str, Any] = {"allowedCapabilities": needs}
+    named: dict[str, Any] = {POLICY: {**allowed, "entrypointDropsRoot": ["postgres"]}}
+    assert _verdict(named, name="postgres", capabilities=adds) == []
+    [message] = _verdict({POLICY: allowed}, name="postgres", capabilities=adds)
     assert "runs as root" in message
 
 

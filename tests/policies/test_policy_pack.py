@@ -60,7 +60,7 @@ EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
     "host-cpu-budget": {"maxCpuOvercommit": 1.5},
     "no-public-ingress": {"publicPorts": [], "minIpv4SourcePrefix": 8, "minIpv6SourcePrefix": 32},
     "container-hardening": {
-        "allowedCapabilities": ["CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"],
+        "allowedCapabilities": [],
         "rootRefusedCapabilities": [
             "DAC_READ_SEARCH",
             "DAC_OVERRIDE",
@@ -68,7 +68,7 @@ EXPECTED_DEFAULTS: dict[str, dict[str, Any]] = {
             "SYS_PTRACE",
             "SYS_MODULE",
         ],
-        "entrypointDropsRoot": ["postgres", "redis", "redis-sentinel"],
+        "entrypointDropsRoot": [],
         "writableHostPaths": ["/mnt/data"],
         "hostAccess": {"node-exporter": ["network", "pid", "socket-directory"]},
     },

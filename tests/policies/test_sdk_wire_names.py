@@ -54,7 +54,7 @@ weekly = oci.core.VolumeBackupPolicy(
 oci.core.VolumeBackupPolicyAssignment("weekly-data", asset_id=data.id, policy_id=weekly.id)
 image = docker.RemoteImage("redis", name="redis:latest", platform="linux/amd64")
 hardened = dict(
-    capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN"]),
+    capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
     security_opts=["no-new-privileges:true"],
     mounts=[docker.ContainerMountArgs(type="bind", source="/mnt/data/cache", target="/data")],
 )
