@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 # The pack's own measure, so that the budget shown is the one the pack judges.
-from ai_swarm_policies.measure import Demand, Host, Resource, measure
+from ai_swarm_policies.measure import Demand, Host, MemoryReserves, Resource, measure
 from dryrun.engine import ProgramRun, Registration
 
 SERVICE_TYPE_PREFIX: Final = "ai-swarm:service:"
@@ -28,6 +28,11 @@ class BudgetLimits:
     max_block_storage_gb: float
     host_reserved_memory_mb: float
     max_cpu_overcommit: float
+    micro_reserved_memory_mb: float
+
+    @property
+    def memory_reserves(self) -> MemoryReserves:
+        return MemoryReserves(self.host_reserved_memory_mb, self.micro_reserved_memory_mb)
 
     @classmethod
     def from_policy_config(cls, config: Mapping[str, Mapping[str, Any]]) -> BudgetLimits:
@@ -37,6 +42,7 @@ class BudgetLimits:
             max_block_storage_gb=float(config["block-storage-allowance"]["maxBlockStorageGb"]),
             host_reserved_memory_mb=float(config["host-memory-budget"]["hostReservedMemoryMb"]),
             max_cpu_overcommit=float(config["host-cpu-budget"]["maxCpuOvercommit"]),
+            micro_reserved_memory_mb=float(config["host-memory-budget"]["microReservedMemoryMb"]),
         )
 
 
@@ -159,7 +165,15 @@ def resource_tree(run: ProgramRun) -> tuple[TreeNode, ...]:
 def measured(registrations: Iterable[Registration]) -> Iterator[Resource]:
     """Registrations as the pack's measure takes them: plain inputs, dependencies as URNs."""
     return (
-        Resource(r.type, r.name, r.urn, r.inputs, r.property_dependencies) for r in registrations
+        Resource(
+            r.type,
+            r.name,
+            r.urn,
+            r.inputs,
+            r.property_dependencies,
+            provider=r.provider.rsplit("::", 1)[0] if r.provider else "",
+        )
+        for r in registrations
     )
 
 
@@ -203,9 +217,9 @@ def _host_budget(
         ),
         memory_mb=Usage(
             math.fsum(c.memory_mb for c in containers),
-            host.memory_allowed_mb(limits.host_reserved_memory_mb),
+            host.memory_allowed_mb(limits.memory_reserves.of(host)),
         ),
-        reserved_memory_mb=limits.host_reserved_memory_mb,
+        reserved_memory_mb=limits.memory_reserves.of(host),
     )
 
 

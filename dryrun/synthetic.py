@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import rpc
 
 from ai_swarm_policies.contract import (
     A1_SHAPE,
@@ -27,6 +28,9 @@ from ai_swarm_policies.contract import (
 from dryrun.engine import Registration, plain_value
 
 IMAGE_IGNORED: Final = ("sourceDetails.sourceId",)
+PROVIDER_TYPE_PREFIX: Final = "pulumi:providers:"
+# What the SDK sends for a RemoteImage's id before the pull (in preview and in these fixtures).
+UNKNOWN_ID: Final = rpc.UNKNOWN
 
 
 def urn_of(type_: str, name: str) -> str:
@@ -41,6 +45,7 @@ def resource(
     protect: bool = False,
     ignore_changes: Sequence[str] = (),
     property_dependencies: Mapping[str, Sequence[str]] | None = None,
+    provider: str = "",
 ) -> Registration:
     wire = struct_pb2.Struct()
     wire.update(inputs)
@@ -51,7 +56,7 @@ def resource(
         name=name,
         custom=True,
         parent="",
-        provider="",
+        provider=provider,
         dependencies=tuple(sorted({urn for urns in dependencies.values() for urn in urns})),
         property_dependencies=dependencies,
         protect=protect,
@@ -95,13 +100,27 @@ def instance(
     return resource(INSTANCE, name, inputs, ignore_changes=ignore_changes)
 
 
+def docker_provider(name: str, host: str = "ssh://ubuntu@198.51.100.10") -> Registration:
+    """A host's own Docker provider, as the program registers one per host."""
+    return resource(f"{PROVIDER_TYPE_PREFIX}docker", name, {"host": host})
+
+
+def provider_reference(provider: Registration) -> str:
+    """What a resource names as its provider: `<provider urn>::<provider id>`."""
+    return f"{provider.urn}::{provider.name}-id"
+
+
 def container(
     name: str,
     host: str | None = "app",
     cpus: str | None = "0.5",
     memory: int | str | None = 512,
+    *,
+    provider: Registration | None = None,
+    remote: Registration | None = None,
     **extra: Any,
 ) -> Registration:
+    """A container; `remote` makes its image the id of that RemoteImage, as the program does."""
     # Hardened as the program's containers are, unless `extra` says otherwise.
     inputs: dict[str, Any] = {
         "name": name,
@@ -119,7 +138,15 @@ def container(
             {"label": "ai-swarm.service", "value": name},
             {"label": "ai-swarm.host", "value": host},
         ]
-    return resource(CONTAINER, name, inputs)
+    if remote is not None:
+        inputs["image"] = UNKNOWN_ID
+    return resource(
+        CONTAINER,
+        name,
+        inputs,
+        property_dependencies={"image": [remote.urn]} if remote is not None else None,
+        provider=provider_reference(provider) if provider is not None else "",
+    )
 
 
 def volume(name: str, size_gb: str | None = "150", *, protect: bool = True) -> Registration:
@@ -135,9 +162,16 @@ def tcp_rule(source: str, low: int, high: int | None = None) -> dict[str, Any]:
     return {"protocol": "6", "source": source, "tcpOptions": {"min": low, "max": high or low}}
 
 
-def remote_image(name: str, image: str, platform: str | None = "linux/arm64") -> Registration:
+def remote_image(
+    name: str,
+    image: str,
+    platform: str | None = "linux/arm64",
+    *,
+    provider: Registration | None = None,
+) -> Registration:
     inputs = {"name": image, **({"platform": platform} if platform else {})}
-    return resource(REMOTE_IMAGE, name, inputs)
+    reference = provider_reference(provider) if provider is not None else ""
+    return resource(REMOTE_IMAGE, name, inputs, provider=reference)
 
 
 def backup_schedule(period: str, retention_seconds: int) -> dict[str, Any]:

@@ -59,6 +59,9 @@ A1_ALLOWANCE_SCHEMA: Final = PolicyConfigSchema(
         "maxA1MemoryGb": number(FREE_A1_MEMORY_GB, "Total memory (GB) over all A1 instances."),
         "maxA1Instances": count(2, "Number of A1 instances."),
         "maxMicroInstances": count(2, f"Number of {MICRO_SHAPE} instances."),
+        "maxAlwaysFreeInstances": count(
+            4, f"Number of {A1_SHAPE} and {MICRO_SHAPE} instances together."
+        ),
         "allowedShapes": strings([A1_SHAPE, MICRO_SHAPE], "Instance shapes that may be used."),
     }
 )
@@ -88,9 +91,11 @@ def _check_a1_allowance(args: StackValidationArgs, report: ReportViolation) -> N
 
     _report_a1_totals(sizes, float(setting("maxA1Ocpus")), float(setting("maxA1MemoryGb")), report)
     micro = [s.instance.name for s in sizes.instances if s.shape == MICRO_SHAPE]
+    free = [s.instance.name for s in sizes.instances if s.shape in (A1_SHAPE, MICRO_SHAPE)]
     for what, names, key in (
         ("A1 instances", [s.instance.name for s in sizes.a1], "maxA1Instances"),
         (f"{MICRO_SHAPE} instances", micro, "maxMicroInstances"),
+        (f"Always Free instances ({A1_SHAPE} and {MICRO_SHAPE})", free, "maxAlwaysFreeInstances"),
     ):
         report_count(
             report, what, names, setting=key, allowed=int(setting(key)), policy="a1-allowance"
@@ -328,7 +333,9 @@ def allowance_policies() -> list[Policy]:
     return [
         StackValidationPolicy(
             name="a1-allowance",
-            description="Ampere A1 instances stay within Oracle's Always Free allowance.",
+            description=(
+                "Ampere A1 and E2.1.Micro instances stay within Oracle's Always Free allowance."
+            ),
             validate=_check_a1_allowance,
             enforcement_level=mandatory,
             config_schema=A1_ALLOWANCE_SCHEMA,

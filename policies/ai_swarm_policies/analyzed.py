@@ -19,6 +19,7 @@ def resource(analyzed: PolicyResource) -> Resource:
             key: [dependency.urn for dependency in dependencies]
             for key, dependencies in analyzed.property_dependencies.items()
         },
+        provider=analyzed.provider.urn if analyzed.provider is not None else "",
     )
 
 

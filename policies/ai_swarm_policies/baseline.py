@@ -1,4 +1,4 @@
-"""The security baseline: container limits, arm64 images, protected data, pinned images."""
+"""The security baseline: container limits, protected data, pinned images."""
 
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ from pulumi_policy import (
 )
 
 from .contract import (
-    A1_SHAPE,
-    ARM64_PLATFORMS,
     CONTAINER,
     HOST_LABEL,
     HOST_TAG,
     IMAGE_IGNORE_PATHS,
     INSTANCE,
-    REMOTE_IMAGE,
     VOLUME,
 )
 from .messages import deciding, fmt
@@ -56,27 +53,6 @@ def _check_container_limits(args: ResourceValidationArgs, report: ReportViolatio
         )
 
 
-# --- arm64-images ---------------------------------------------------------------------------
-
-
-def _check_arm64(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type not in (REMOTE_IMAGE, CONTAINER):
-        return
-    platform = plain(args.props, "platform")
-    if args.resource_type == CONTAINER and not platform:
-        return  # a container runs its image's platform: the RemoteImage is checked
-    if platform in ARM64_PLATFORMS:
-        return
-    kind = "Image" if args.resource_type == REMOTE_IMAGE else "Container"
-    report(
-        f"{kind} '{args.name}' uses platform {platform or 'unset (the daemon decides)'}; "
-        "allowed: linux/arm64 (Ampere A1 hosts are arm64). Fix: set platform='linux/arm64', and "
-        "if `ai-swarm:services.<name>.image` names an image without an arm64 build, pick one "
-        "that has it.",
-        None,
-    )
-
-
 # --- protected-data -------------------------------------------------------------------------
 
 
@@ -88,12 +64,15 @@ def _check_protected_data(args: ResourceValidationArgs, report: ReportViolation)
             "protect=True (and retain_on_delete=True).",
             None,
         )
-    elif args.resource_type == INSTANCE and plain(args.props, "shape") == A1_SHAPE:
+    elif args.resource_type == INSTANCE:
+        # Every host: the Micro keeps the replica's data on its boot volume.
         ignored = sorted(args.opts.ignore_changes)
         if IMAGE_IGNORE_PATHS.isdisjoint(ignored):
+            shape = plain(args.props, "shape")
             report(
-                f"A1 instance '{args.name}' does not ignore changes to its image (ignore_changes "
-                f"{ignored}): a newer image from get_images would re-image its boot disk on the "
+                f"Instance '{args.name}' ({shape}) does not ignore changes to its image "
+                f"(ignore_changes {ignored}): a newer image from get_images would re-image its "
+                "boot disk (the A1's system, the Micro's replica data) on the "
                 'next up. Fix: ignore_changes=["sourceDetails.sourceId"] (camelCase: the SDK '
                 "does not translate nested paths).",
                 None,
@@ -146,19 +125,10 @@ def container_limits_policy() -> Policy:
     )
 
 
-def arm64_policy() -> Policy:
-    return ResourceValidationPolicy(
-        name="arm64-images",
-        description="Images and containers use linux/arm64, the A1 hosts' platform.",
-        validate=deciding(_check_arm64),
-        enforcement_level=EnforcementLevel.MANDATORY,
-    )
-
-
 def protected_data_policy() -> Policy:
     return ResourceValidationPolicy(
         name="protected-data",
-        description="Data volumes are protected and A1 instances are never re-imaged.",
+        description="Data volumes are protected and instances are never re-imaged.",
         validate=deciding(_check_protected_data),
         enforcement_level=EnforcementLevel.MANDATORY,
     )

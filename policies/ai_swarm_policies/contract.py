@@ -7,6 +7,7 @@ resources by the same constants, so a renamed token cannot leave the pack lookin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 # Type tokens of the resources the program registers (the provider SDKs' spelling).
@@ -80,3 +81,34 @@ HOST_TAG: Final = "ai-swarm-host"
 # SDK translates top-level names only, so `source_details.source_id` would ignore nothing.
 IMAGE_IGNORE_PATHS: Final = frozenset({"sourceDetails", "sourceDetails.sourceId"})
 ARM64_PLATFORMS: Final = frozenset({"linux/arm64", "linux/arm64/v8"})
+AMD64_PLATFORMS: Final = frozenset({"linux/amd64"})
+
+
+@dataclass(frozen=True)
+class ShapeFacts:
+    """What the pack knows of a shape: the Docker platforms its images must be built for, how
+    many vCPUs (Docker's unit of `cpus`) one OCPU is, and, for a fixed shape (one that takes no
+    `shapeConfig`), its size."""
+
+    platform: str
+    """The platform the program sets, and the one messages name."""
+    platforms: frozenset[str]
+    """Every spelling of that platform that is accepted."""
+    vcpus_per_ocpu: int
+    fixed_ocpus: float | None = None
+    fixed_memory_gb: float | None = None
+
+
+SHAPES: Final = {
+    # Ampere A1: one OCPU is one core and one vCPU; the program sizes it with shapeConfig.
+    A1_SHAPE: ShapeFacts("linux/arm64", ARM64_PLATFORMS, vcpus_per_ocpu=1),
+    # AMD E2.1.Micro (x86_64): a fixed shape of 1 GB and 1/8 of an OCPU as its baseline
+    # ("1/8th of an OCPU with the ability to use additional CPU resources", Oracle's Always
+    # Free Resources page); on x86 shapes one OCPU is one core of two vCPUs.
+    MICRO_SHAPE: ShapeFacts(
+        "linux/amd64", AMD64_PLATFORMS, vcpus_per_ocpu=2, fixed_ocpus=0.125, fixed_memory_gb=1
+    ),
+}
+
+# The image repository (its last path component) that runs PostgreSQL.
+POSTGRES_REPOSITORY: Final = "postgres"

@@ -17,16 +17,23 @@ from pulumi_policy import (
 )
 
 from .analyzed import resources
-from .contract import CONTAINER, HOST_LABEL, HOST_TAG, INSTANCE
-from .measure import Demand, Host, Quantity, measure_hosts
+from .contract import CONTAINER, HOST_LABEL, HOST_TAG, INSTANCE, MICRO_SHAPE
+from .measure import Demand, Host, MemoryReserves, Quantity, measure_hosts
 from .messages import fmt, largest, report_undecidable
-from .settings import default, number, settings
+from .settings import Settings, default, number, settings
 
 HOST_MEMORY_SCHEMA: Final = PolicyConfigSchema(
     {
         "hostReservedMemoryMb": number(
-            1536, "Memory (MB) each host keeps for the OS and Docker, outside container limits."
-        )
+            1536,
+            "Memory (MB) each host but an E2.1.Micro keeps for the OS and Docker, outside "
+            "container limits.",
+        ),
+        "microReservedMemoryMb": number(
+            512,
+            f"Memory (MB) a {MICRO_SHAPE} (1 GB in all) keeps for the OS and Docker, outside "
+            "container limits.",
+        ),
     }
 )
 HOST_CPU_SCHEMA: Final = PolicyConfigSchema(
@@ -38,6 +45,7 @@ HOST_CPU_SCHEMA: Final = PolicyConfigSchema(
 )
 # The defaults the program's sizing profiles are held to.
 HOST_RESERVED_MEMORY_MB: Final[float] = default(HOST_MEMORY_SCHEMA, "hostReservedMemoryMb")
+MICRO_RESERVED_MEMORY_MB: Final[float] = default(HOST_MEMORY_SCHEMA, "microReservedMemoryMb")
 MAX_CPU_OVERCOMMIT: Final[float] = default(HOST_CPU_SCHEMA, "maxCpuOvercommit")
 
 
@@ -49,11 +57,25 @@ class _HostBudget:
     quantity: Quantity
     unit: str
     schema: PolicyConfigSchema
-    setting: str
+    # The setting that bounds a host, and its value.
+    setting: Callable[[Host, Settings], tuple[str, float]]
     # What the host offers under the setting's value, and how that number comes about.
     allowed: Callable[[Host, float], float]
-    explained: Callable[[Host, float], str]
+    explained: Callable[[Host, float, str], str]
     fix: str
+
+
+def _memory_setting(host: Host, setting: Settings) -> tuple[str, float]:
+    reserves = MemoryReserves(
+        host_mb=float(setting("hostReservedMemoryMb")),
+        micro_mb=float(setting("microReservedMemoryMb")),
+    )
+    return reserves.setting(host), reserves.of(host)
+
+
+def _cpu_explained(host: Host, overcommit: float, key: str) -> str:
+    vcpus = f" x {host.vcpus_per_ocpu} vCPUs per OCPU" if host.vcpus_per_ocpu != 1 else ""
+    return f"{fmt(host.ocpus or 0.0)} OCPU{vcpus} x {fmt(overcommit)} ({key})"
 
 
 MEMORY_BUDGET: Final = _HostBudget(
@@ -61,16 +83,16 @@ MEMORY_BUDGET: Final = _HostBudget(
     quantity=Quantity.MEMORY,
     unit=" MB",
     schema=HOST_MEMORY_SCHEMA,
-    setting="hostReservedMemoryMb",
+    setting=_memory_setting,
     allowed=Host.memory_allowed_mb,
-    explained=lambda host, reserved: (
+    explained=lambda host, reserved, key: (
         f"{fmt((host.memory_gb or 0.0) * 1024)} MB instance memory - {fmt(reserved)} MB "
-        "reserved for the OS and Docker (hostReservedMemoryMb)"
+        f"reserved for the OS and Docker ({key})"
     ),
     fix=(
         "lower `ai-swarm:services.<name>.memoryMb` of the largest services, raise "
-        "`ai-swarm:memoryGb` (within a1-allowance), or lower hostReservedMemoryMb in the "
-        "host-memory-budget pack config"
+        "`ai-swarm:memoryGb` (A1 hosts, within a1-allowance), or lower hostReservedMemoryMb "
+        "/ microReservedMemoryMb in the host-memory-budget pack config"
     ),
 )
 CPU_BUDGET: Final = _HostBudget(
@@ -78,11 +100,9 @@ CPU_BUDGET: Final = _HostBudget(
     quantity=Quantity.CPUS,
     unit="",
     schema=HOST_CPU_SCHEMA,
-    setting="maxCpuOvercommit",
+    setting=lambda _, setting: ("maxCpuOvercommit", float(setting("maxCpuOvercommit"))),
     allowed=Host.cpus_allowed,
-    explained=lambda host, overcommit: (
-        f"{fmt(host.ocpus or 0.0)} OCPU x {fmt(overcommit)} (maxCpuOvercommit)"
-    ),
+    explained=_cpu_explained,
     fix=(
         "lower `ai-swarm:services.<name>.cpus` of the largest services, raise `ai-swarm:ocpus` "
         "(within a1-allowance), or raise maxCpuOvercommit in the host-cpu-budget pack config"
@@ -93,7 +113,7 @@ CPU_BUDGET: Final = _HostBudget(
 def _check_host_budget(
     budget: _HostBudget, args: StackValidationArgs, report: ReportViolation
 ) -> None:
-    limit = float(settings(args.get_config(), budget.schema)(budget.setting))
+    setting = settings(args.get_config(), budget.schema)
     usage = measure_hosts(resources(args, INSTANCE, CONTAINER))
     report_undecidable(report, usage.undecidable[budget.quantity])
     for duplicate in usage.duplicates:
@@ -118,8 +138,9 @@ def _check_host_budget(
     for name, placed in usage.by_host(budget.quantity).items():
         host = usage.hosts[name]
         if placed and host.size(budget.quantity) is not None:
+            key, limit = budget.setting(host, setting)
             allowed = budget.allowed(host, limit)
-            explained = budget.explained(host, limit)
+            explained = budget.explained(host, limit, key)
             _report_over_budget(
                 budget, host, allowed=allowed, explained=explained, placed=placed, report=report
             )

@@ -17,11 +17,22 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
-from .contract import CONTAINER, DEFAULT_SECURITY_LIST, NSG_RULE, SECURITY_LIST
+from .analyzed import resources
+from .contract import (
+    CONTAINER,
+    DEFAULT_SECURITY_LIST,
+    NSG_RULE,
+    POSTGRES_REPOSITORY,
+    REMOTE_IMAGE,
+    SECURITY_LIST,
+)
+from .measure import Resource
 from .messages import deciding, fmt
-from .reading import plain, plain_items, plain_number
+from .reading import UndecidableError, plain, plain_items, plain_number, pulled_image
 from .settings import settings
 
 PUBLIC_INGRESS_SCHEMA: Final = PolicyConfigSchema(
@@ -166,6 +177,84 @@ def _check_container_ports(args: ResourceValidationArgs, report: ReportViolation
             + _public_ingress_fix(public, 'bind it to ip="127.0.0.1" and reach it by SSH tunnel'),
             None,
         )
+
+
+# --- postgres-bind-address ------------------------------------------------------------------
+
+
+def _repository(reference: str) -> str:
+    """An image reference's repository name, without registry path, tag or digest:
+    `docker.io/library/postgres:15-alpine@sha256:…` -> `postgres`."""
+    name = reference.split("@", 1)[0].rsplit("/", 1)[-1]
+    return name.split(":", 1)[0]
+
+
+def _images_run(container: Resource, images: dict[str, Resource]) -> list[str] | None:
+    """The image references a container runs: its own `image` when that is a name, else the
+    names of the RemoteImages its `image` comes from (its id is unknown until the pull).
+    None when neither tells."""
+    own = pulled_image(CONTAINER, container.props)
+    if own is not None:
+        return [own]
+    names = [
+        pulled_image(REMOTE_IMAGE, images[urn].props)
+        for urn in container.property_dependencies.get("image", ())
+        if urn in images
+    ]
+    found = [name for name in names if name is not None]
+    return found or None
+
+
+def _check_postgres_bind(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A container that runs a postgres image publishes no port on every interface: the
+    database is reached on one address (loopback, or the host's private address for the
+    replica), never on all of them, whatever publicPorts allows."""
+    images = {image.urn: image for image in resources(args, REMOTE_IMAGE)}
+    for container in resources(args, CONTAINER):
+        try:
+            everywhere = [
+                port
+                for port in plain_items(container.props, "ports")
+                if _on_every_interface(plain(port, "ip"))
+            ]
+            if not everywhere:
+                continue
+            run = _images_run(container, images)
+        except UndecidableError as error:
+            report(f"Container '{container.name}': {error}.", container.urn)
+            continue
+        if run is None:
+            report(
+                f"Container '{container.name}' publishes a port on every interface and its "
+                "image is not known until apply, so whether it runs PostgreSQL cannot be told. "
+                "Fix: give it the image of a RemoteImage of the stack (image=remote.image_id) "
+                "or bind its ports to one address.",
+                container.urn,
+            )
+            continue
+        postgres = [ref for ref in run if _repository(ref) == POSTGRES_REPOSITORY]
+        if not postgres:
+            continue
+        ports = ", ".join(
+            f"{fmt(plain_number(port, 'internal') or 0)} (ip {plain(port, 'ip') or 'unset'})"
+            for port in everywhere
+        )
+        report(
+            f"Container '{container.name}' runs {postgres[0]} and publishes port {ports} on "
+            "every interface (an unset ip, 0.0.0.0 or :: is every address): PostgreSQL must "
+            'never be reachable on all of a host\'s addresses. Fix: bind it to ip="127.0.0.1", '
+            "or to the host's private address for the replica.",
+            container.urn,
+        )
+
+
+def postgres_bind_policy() -> Policy:
+    return StackValidationPolicy(
+        name="postgres-bind-address",
+        description="PostgreSQL is never published on every interface (0.0.0.0, ::, unset).",
+        validate=_check_postgres_bind,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
 
 
 def public_ingress_policy() -> Policy:

@@ -20,6 +20,8 @@ from .contract import (
     BOOT_VOLUME,
     CONTAINER,
     INSTANCE,
+    MICRO_SHAPE,
+    SHAPES,
     VOLUME,
     VOLUME_BACKUP_POLICY,
     VOLUME_BACKUP_POLICY_ASSIGNMENT,
@@ -57,6 +59,9 @@ class Resource(NamedTuple):
     """Its inputs: plain values, or proxies that raise `UnknownValueError` on an unknown."""
     property_dependencies: Mapping[str, Sequence[str]]
     """Input property -> URNs of the resources its value was computed from."""
+    provider: str = ""
+    """The URN of its explicit provider (known in preview, unlike the provider's id); empty
+    for a default provider."""
 
 
 @dataclass(frozen=True)
@@ -217,21 +222,44 @@ class Host:
     instance: Resource
     name: str
     """The instance's `ai-swarm-host` tag."""
+    shape: str
     ocpus: float | None
-    """0 when unset; None when it cannot be read."""
+    """From shapeConfig, or the shape's own for a fixed shape; 0 when unset; None when it
+    cannot be read."""
     memory_gb: float | None
+
+    @property
+    def vcpus_per_ocpu(self) -> int:
+        facts = SHAPES.get(self.shape)
+        return facts.vcpus_per_ocpu if facts else 1
 
     def memory_allowed_mb(self, reserved_mb: float) -> float:
         """The memory (MB) the host offers to containers when it keeps `reserved_mb`."""
         return (self.memory_gb or 0.0) * 1024 - reserved_mb
 
     def cpus_allowed(self, overcommit: float) -> float:
-        """The CPUs the host offers to containers: its OCPUs times `overcommit`."""
-        # On A1 one OCPU is one core and one vCPU, the unit of Docker's `cpus`.
-        return (self.ocpus or 0.0) * overcommit
+        """The CPUs the host offers to containers: its vCPUs (Docker's unit of `cpus`: one
+        per OCPU on A1, two on x86 shapes) times `overcommit`."""
+        return (self.ocpus or 0.0) * self.vcpus_per_ocpu * overcommit
 
     def size(self, quantity: Quantity) -> float | None:
         return self.memory_gb if quantity is Quantity.MEMORY else self.ocpus
+
+
+class MemoryReserves(NamedTuple):
+    """The memory a host keeps for the OS and Docker, outside container limits, by shape: an
+    E2.1.Micro has 1 GB in all, so it cannot keep what an A1 host keeps."""
+
+    host_mb: float
+    """Every host but a Micro (hostReservedMemoryMb)."""
+    micro_mb: float
+    """A VM.Standard.E2.1.Micro (microReservedMemoryMb)."""
+
+    def setting(self, host: Host) -> str:
+        return "microReservedMemoryMb" if host.shape == MICRO_SHAPE else "hostReservedMemoryMb"
+
+    def of(self, host: Host) -> float:
+        return self.micro_mb if host.shape == MICRO_SHAPE else self.host_mb
 
 
 @dataclass(frozen=True)
@@ -289,7 +317,12 @@ class _HostReader:
             self.undecidable[quantity].extend(failed)
         return value
 
-    def size(self, resource: Resource, quantity: Quantity, *path: str) -> float | None:
+    def size(
+        self, resource: Resource, quantity: Quantity, fixed: float | None, *path: str
+    ) -> float | None:
+        """A fixed shape's own size (it takes no shapeConfig), else the one at `path`."""
+        if fixed is not None:
+            return fixed
         value = self.read(resource, (quantity,), lambda r: plain_number(r.props, *path) or 0.0)
         return None if value is _UNREAD else float(value)
 
@@ -309,11 +342,28 @@ def measure_hosts(resources: Iterable[Resource]) -> HostUsage:
             name = reader.read(resource, Quantity, lambda r: instance_host(r.props))
             if name is _UNREAD or name is None:
                 continue
+            shape = reader.read(resource, Quantity, lambda r: plain_text(r.props, "shape"))
+            if shape is _UNREAD:
+                continue
+            facts = SHAPES.get(shape or "")
             host = Host(
                 instance=resource,
                 name=name,
-                ocpus=reader.size(resource, Quantity.CPUS, "shapeConfig", "ocpus"),
-                memory_gb=reader.size(resource, Quantity.MEMORY, "shapeConfig", "memoryInGbs"),
+                shape=shape or "",
+                ocpus=reader.size(
+                    resource,
+                    Quantity.CPUS,
+                    facts.fixed_ocpus if facts else None,
+                    "shapeConfig",
+                    "ocpus",
+                ),
+                memory_gb=reader.size(
+                    resource,
+                    Quantity.MEMORY,
+                    facts.fixed_memory_gb if facts else None,
+                    "shapeConfig",
+                    "memoryInGbs",
+                ),
             )
             if name in hosts:
                 duplicates.append(host)

@@ -8,7 +8,6 @@ from pulumi_policy import Policy
 
 from .allowance import allowance_policies
 from .baseline import (
-    arm64_policy,
     container_limits_policy,
     pinned_images_policy,
     protected_data_policy,
@@ -16,8 +15,9 @@ from .baseline import (
 from .digests import digest_pinned_policy
 from .hardening import container_hardening_policy
 from .host_budget import host_budget_policies
-from .ingress import public_ingress_policy
+from .ingress import postgres_bind_policy, public_ingress_policy
 from .object_storage import object_storage_policies
+from .platforms import image_platforms_policy
 
 PACK_NAME: Final = "ai-swarm"
 
@@ -28,8 +28,9 @@ def build_policies() -> list[Policy]:
         *allowance_policies(),
         *host_budget_policies(),
         container_limits_policy(),
-        arm64_policy(),
+        image_platforms_policy(),
         public_ingress_policy(),
+        postgres_bind_policy(),
         container_hardening_policy(),
         protected_data_policy(),
         pinned_images_policy(),

@@ -44,6 +44,7 @@ def test_limits_are_the_packs_defaults(limits: BudgetLimits) -> None:
         max_block_storage_gb=200,
         host_reserved_memory_mb=1536,
         max_cpu_overcommit=1.5,
+        micro_reserved_memory_mb=512,
     )
 
 

@@ -17,7 +17,7 @@ from dryrun.policy import (
     new_analyzer,
     reconcile_config,
 )
-from dryrun.synthetic import container, instance, remote_image, volume
+from dryrun.synthetic import container, instance, volume
 
 PROFILE_4X24 = POLICY_PACK_DIR / "profiles" / "a1-4x24.json"
 
@@ -79,14 +79,14 @@ def test_config_that_does_not_fit_the_schemas_is_rejected(
 
 
 def test_the_report_files_resource_violations_under_the_resource() -> None:
-    image = remote_image("redis", "redis", platform="linux/amd64")
+    image = container("redis", None, None, None, image="redis")
     report = evaluate([image])
     assert {(d.policy, d.enforcement_level, d.urn) for d in report.diagnostics} == {
-        ("arm64-images", "mandatory", image.urn),
+        ("container-limits-required", "mandatory", image.urn),
         ("pinned-images", "advisory", image.urn),
         ("digest-pinned-images", "advisory", image.urn),
     }
-    assert [d.policy for d in report.mandatory_violations] == ["arm64-images"]
+    assert [d.policy for d in report.mandatory_violations] == ["container-limits-required"]
     assert [d.policy for d in report.advisories] == ["pinned-images", "digest-pinned-images"]
 
 

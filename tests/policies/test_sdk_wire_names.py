@@ -237,7 +237,7 @@ def test_every_expected_violation_fires_on_sdk_made_resources(
         # the Docker socket, Docker's default capabilities, no no-new-privileges
         ("container-hardening", _urn(sdk_run, "cache-public")),
         ("protected-data", _urn(sdk_run, "data")),
-        ("arm64-images", _urn(sdk_run, "redis")),
+        ("image-platforms", _urn(sdk_run, "redis")),
         # boot 150 GB + volume 100 GB; memory 8,192 + 4,096 MB on a 12 GB host
         ("block-storage-allowance", ""),
         # a weekly schedule kept six weeks: six backups of the data volume
@@ -340,3 +340,112 @@ def test_the_pack_reads_the_sdk_names_of_each_gap(gaps_run: ProgramRun) -> None:
         assert part in escape
     assert "/etc writable" in _messages(report, gaps_run, hardening, "bound")
     assert "docker:index/service:Service 'swarm'" in _messages(report, gaps_run, hardening, "swarm")
+
+
+# Two hosts as the program of hosts makes them: the A1 and an E2.1.Micro (a fixed shape: no
+# shape_config), each with its own docker.Provider. `{…}` fields are what each fixture varies.
+TWO_HOSTS_PROGRAM = """
+import pulumi
+import pulumi_docker as docker
+import pulumi_oci as oci
+
+def host(name, shape, shape_config, boot_gb):
+    oci.core.Instance(
+        name,
+        availability_domain="AD-1",
+        compartment_id="compartment",
+        shape=shape,
+        shape_config=shape_config,
+        source_details=oci.core.InstanceSourceDetailsArgs(
+            source_type="image", source_id="image", boot_volume_size_in_gbs=boot_gb
+        ),
+        create_vnic_details=oci.core.InstanceCreateVnicDetailsArgs(
+            subnet_id="subnet", assign_public_ip="true"
+        ),
+        freeform_tags={{"ai-swarm-host": name}},
+        opts=pulumi.ResourceOptions(ignore_changes=["sourceDetails.sourceId"]),
+    )
+
+a1_size = oci.core.InstanceShapeConfigArgs(ocpus=2, memory_in_gbs=12)
+host("app", "VM.Standard.A1.Flex", a1_size, "50")
+host("replica", "VM.Standard.E2.1.Micro", None, "50")
+oci.core.Volume(
+    "data", compartment_id="compartment", availability_domain="AD-1", size_in_gbs="{data_gb}",
+    opts=pulumi.ResourceOptions(protect=True),
+)
+digest = "@sha256:" + "a" * 64
+hardened = dict(
+    capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+    security_opts=["no-new-privileges:true"],
+    user="70:70",
+)
+for key, prefix, platform, ip in (
+    ("app", "", "linux/arm64", "{app_ip}"),
+    ("replica", "replica-", "{replica_platform}", "10.0.1.11"),
+):
+    provider = docker.Provider(f"{{prefix}}docker", host=f"ssh://ubuntu@{{key}}.example")
+    on_host = pulumi.ResourceOptions(provider=provider)
+    image = docker.RemoteImage(
+        f"{{prefix}}postgres-image", name="postgres:15.8-alpine" + digest, platform=platform,
+        keep_locally=True, opts=on_host,
+    )
+    docker.Container(
+        "postgres-replica" if key == "replica" else "postgres",
+        name="postgres-replica" if key == "replica" else "postgres",
+        image=image.image_id,
+        platform=platform,
+        cpus="0.25",
+        memory={{"app": 1536, "replica": {replica_mb}}}[key],
+        labels=[docker.ContainerLabelArgs(label="ai-swarm.host", value=key)],
+        ports=[docker.ContainerPortArgs(internal=5432, external=5432, ip=ip)],
+        opts=on_host,
+        **hardened,
+    )
+"""
+
+
+def _two_hosts_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    data_gb: int = 100,
+    app_ip: str = "10.0.1.10",
+    replica_platform: str = "linux/amd64",
+    replica_mb: int = 448,
+) -> ProgramRun:
+    program = TWO_HOSTS_PROGRAM.format(
+        data_gb=data_gb, app_ip=app_ip, replica_platform=replica_platform, replica_mb=replica_mb
+    )
+    return _program_run(tmp_path_factory, program)
+
+
+def test_the_sdk_made_two_host_layout_passes_the_pack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    run = _two_hosts_run(tmp_path_factory)
+    micro = next(r for r in run.of_type("oci:Core/instance:Instance") if r.name == "replica")
+    assert "shapeConfig" not in micro.inputs  # a fixed shape, as the SDK sends it
+    report = evaluate(run.registrations)
+    assert report.diagnostics == ()
+
+
+def test_each_two_host_rule_fails_on_sdk_made_resources(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    run = _two_hosts_run(
+        tmp_path_factory,
+        data_gb=101,  # 50 + 50 boot + 101 GB
+        app_ip="0.0.0.0",  # Postgres on every interface of the A1
+        replica_platform="linux/arm64",  # arm64 image and container on the Micro
+        replica_mb=600,  # over 1,024 - 512 MB
+    )
+    urn = {r.name: r.urn for r in run.registrations}
+    report = evaluate(run.registrations)
+    assert {(d.policy, d.urn) for d in report.mandatory_violations} == {
+        ("block-storage-allowance", ""),
+        ("no-public-ingress", urn["postgres"]),
+        ("postgres-bind-address", urn["postgres"]),
+        ("image-platforms", urn["replica-postgres-image"]),
+        ("image-platforms", urn["postgres-replica"]),
+        ("host-memory-budget", urn["replica"]),
+    }
+    assert report.advisories == ()
