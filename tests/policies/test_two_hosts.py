@@ -228,6 +228,13 @@ def test_an_image_is_placed_by_its_provider_when_no_container_runs_it() -> None:
     assert found.urn == spare.urn and "'replica' (VM.Standard.E2.1.Micro" in found.message
 
 
+def test_an_image_is_placed_by_the_containers_that_run_it() -> None:
+    image = remote_image("exporter", "prom/node-exporter:v1.8.2", "linux/arm64")
+    runs = container("node-exporter", "replica", "0.1", 64, remote=image)
+    found = only(analyze_stack(analyzer(), [*two_hosts(), image, runs]), "image-platforms")
+    assert found.urn == image.urn and "'replica' (VM.Standard.E2.1.Micro" in found.message
+
+
 @pytest.mark.parametrize(("platform", "fails"), [("linux/arm64", False), ("linux/386", True)])
 def test_an_image_of_no_host_must_be_a_platform_of_the_stacks_hosts(
     platform: str, fails: bool
@@ -280,7 +287,8 @@ def test_postgres_on_one_address_passes(ip: str) -> None:
 def test_a_container_naming_a_postgres_image_is_judged_too(image: str) -> None:
     port = {"internal": 5432, "external": 5432, "ip": "0.0.0.0"}
     stack = [*two_hosts(), container("db", "app", image=image, ports=[port])]
-    assert of_policy(analyze_stack(analyzer(), stack), "postgres-bind-address") != []
+    found = only(analyze_stack(analyzer(), stack), "postgres-bind-address")
+    assert f"Container 'db' runs {image} and publishes port 5,432 (ip 0.0.0.0)" in found.message
 
 
 def test_another_image_on_every_interface_is_left_to_no_public_ingress() -> None:
