@@ -86,28 +86,26 @@ AMD64_PLATFORMS: Final = frozenset({"linux/amd64"})
 
 @dataclass(frozen=True)
 class ShapeFacts:
-    """What the pack knows of a shape: the Docker platforms its images must be built for, how
-    many vCPUs (Docker's unit of `cpus`) one OCPU is, and, for a fixed shape (one that takes no
-    `shapeConfig`), its size."""
+    """What the pack knows of a shape: the Docker platform its images must be built for and,
+    for a fixed shape (one that takes no `shapeConfig`), its size."""
 
     platform: str
     """The platform the program sets, and the one messages name."""
     platforms: frozenset[str]
     """Every spelling of that platform that is accepted."""
-    vcpus_per_ocpu: int
     fixed_ocpus: float | None = None
     fixed_memory_gb: float | None = None
 
 
 SHAPES: Final = {
-    # Ampere A1: one OCPU is one core and one vCPU; the program sizes it with shapeConfig.
-    A1_SHAPE: ShapeFacts("linux/arm64", ARM64_PLATFORMS, vcpus_per_ocpu=1),
-    # AMD E2.1.Micro (x86_64): a fixed shape of 1 GB and 1/8 of an OCPU as its baseline
-    # ("1/8th of an OCPU with the ability to use additional CPU resources", Oracle's Always
-    # Free Resources page); on x86 shapes one OCPU is one core of two vCPUs.
-    MICRO_SHAPE: ShapeFacts(
-        "linux/amd64", AMD64_PLATFORMS, vcpus_per_ocpu=2, fixed_ocpus=0.125, fixed_memory_gb=1
-    ),
+    # Ampere A1: sized by the program's shapeConfig; one OCPU is one core and one vCPU.
+    A1_SHAPE: ShapeFacts("linux/arm64", ARM64_PLATFORMS),
+    # AMD E2.1.Micro (x86_64): a fixed shape of 1 OCPU and 1 GB. Its guaranteed baseline is
+    # 1/8 of that OCPU ("1/8th of an OCPU with the ability to use additional CPU resources",
+    # Oracle's Always Free Resources page) and the guest sees two vCPUs (one core, two
+    # threads); the hypervisor enforces the baseline, so container limits are budgeted against
+    # the shape's one OCPU, as the program's sizing module sizes them.
+    MICRO_SHAPE: ShapeFacts("linux/amd64", AMD64_PLATFORMS, fixed_ocpus=1, fixed_memory_gb=1),
 }
 
 # The image repository (its last path component) that runs PostgreSQL.

@@ -74,8 +74,7 @@ def _memory_setting(host: Host, setting: Settings) -> tuple[str, float]:
 
 
 def _cpu_explained(host: Host, overcommit: float, key: str) -> str:
-    vcpus = f" x {host.vcpus_per_ocpu} vCPUs per OCPU" if host.vcpus_per_ocpu != 1 else ""
-    return f"{fmt(host.ocpus or 0.0)} OCPU{vcpus} x {fmt(overcommit)} ({key})"
+    return f"{fmt(host.ocpus or 0.0)} OCPU x {fmt(overcommit)} ({key})"
 
 
 MEMORY_BUDGET: Final = _HostBudget(

@@ -228,19 +228,15 @@ class Host:
     cannot be read."""
     memory_gb: float | None
 
-    @property
-    def vcpus_per_ocpu(self) -> int:
-        facts = SHAPES.get(self.shape)
-        return facts.vcpus_per_ocpu if facts else 1
-
     def memory_allowed_mb(self, reserved_mb: float) -> float:
         """The memory (MB) the host offers to containers when it keeps `reserved_mb`."""
         return (self.memory_gb or 0.0) * 1024 - reserved_mb
 
     def cpus_allowed(self, overcommit: float) -> float:
-        """The CPUs the host offers to containers: its vCPUs (Docker's unit of `cpus`: one
-        per OCPU on A1, two on x86 shapes) times `overcommit`."""
-        return (self.ocpus or 0.0) * self.vcpus_per_ocpu * overcommit
+        """The CPUs the host offers to containers: its OCPUs times `overcommit`."""
+        # On A1 one OCPU is one core and one vCPU, the unit of Docker's `cpus`; the Micro's
+        # one OCPU is two vCPUs at a 1/8 baseline (contract.SHAPES), budgeted as one.
+        return (self.ocpus or 0.0) * overcommit
 
     def size(self, quantity: Quantity) -> float | None:
         return self.memory_gb if quantity is Quantity.MEMORY else self.ocpus

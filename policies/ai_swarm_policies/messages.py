@@ -12,7 +12,7 @@ from .reading import UndecidableError
 
 
 def fmt(value: float) -> str:
-    return f"{value:,.3f}".rstrip("0").rstrip(".")
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 def largest(items: Sequence[tuple[str, float]], unit: str, limit: int = 5) -> str:

@@ -182,13 +182,12 @@ def test_the_micro_reserve_is_configurable_apart_from_the_a1s() -> None:
     assert "Host 'app'" in found.message and "(hostReservedMemoryMb)" in found.message
 
 
-def test_the_micro_offers_its_baseline_cpu_in_vcpus() -> None:
-    stack = [*two_hosts(), *replica_services(postgres_cpus="0.3")]
+def test_the_micro_offers_its_one_ocpu_times_the_overcommit() -> None:
+    assert analyze_stack(analyzer(), [*two_hosts(), *replica_services(postgres_cpus="1.4")]) == []
+    stack = [*two_hosts(), *replica_services(postgres_cpus="1.45")]
     found = only(analyze_stack(analyzer(), stack), "host-cpu-budget")
-    assert "Host 'replica'" in found.message and "sum to 0.4" in found.message
-    assert "0.375 allowed (0.125 OCPU x 2 vCPUs per OCPU x 1.5 (maxCpuOvercommit))" in (
-        found.message
-    )
+    assert "Host 'replica'" in found.message and "sum to 1.55" in found.message
+    assert "1.5 allowed (1 OCPU x 1.5 (maxCpuOvercommit))" in found.message
 
 
 # --- image-platforms: per host --------------------------------------------------------------
