@@ -9,7 +9,8 @@ pulumi-policy's analyzer. The pack judges what the program registers and imports
 - `reading`: reading inputs; an unknown or ill-typed value is `UndecidableError`.
 - `measure`: the budget figures (hosts, A1, block storage, backups), for the policies and the
   dry run alike.
-- `allowance`, `host_budget`, `baseline`, `ingress`: the policies, each beside its config schema.
+- `allowance`, `host_budget`, `baseline`, `platforms`, `ingress`, `hardening`, `digests`,
+  `object_storage`: the policies, each beside its config schema.
 
 Preview safety: during `pulumi preview` the outputs of resources not yet created are unknown, and
 the analyzer turns a policy that reads one into an advisory "can't run policy during preview".
