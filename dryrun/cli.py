@@ -213,7 +213,7 @@ def _budget_tables(result: Budget, numbers: Iterator[int]) -> list[Table]:
         table.add_row("total", "", _n(host.cpu.used), _n(host.memory_mb.used))
         table.add_row(
             "allowance",
-            f"vCPUs x overcommit; memory - {_n(host.reserved_memory_mb)} MB reserve",
+            f"OCPUs x overcommit; memory - {_n(host.reserved_memory_mb)} MB reserve",
             _n(host.cpu.allowed),
             _n(host.memory_mb.allowed),
         )

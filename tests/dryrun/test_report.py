@@ -19,6 +19,7 @@ from dryrun.report import (
     resource_tree,
     waits_on,
 )
+from dryrun.synthetic import container, instance
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +101,23 @@ def test_limits_follow_the_policy_config(a1_4x24_run: ProgramRun) -> None:
     limits = BudgetLimits.from_policy_config(settings)
     assert (limits.max_a1_ocpus, limits.max_a1_memory_gb) == (4, 24)
     assert budget(a1_4x24_run, limits).a1_ocpus.headroom == 0
+
+
+def test_the_micros_budget_is_its_1_gb_less_its_own_reserve(limits: BudgetLimits) -> None:
+    micro = instance("replica", None, None, shape="VM.Standard.E2.1.Micro")
+    run = ProgramRun(
+        stack="oracle",
+        preview=False,
+        registrations=(
+            instance("app"),
+            container("postgres", "app", "0.4", 1536),
+            micro,
+            container("postgres-replica", "replica", "0.5", 320),
+        ),
+        outputs={},
+        invokes=(),
+    )
+    by_host = {host.host: host for host in budget(run, limits).hosts}
+    assert (by_host["replica"].memory_mb.allowed, by_host["replica"].cpu.allowed) == (512, 1.5)
+    assert by_host["replica"].reserved_memory_mb == 512
+    assert (by_host["app"].memory_mb.allowed, by_host["app"].reserved_memory_mb) == (10752, 1536)
