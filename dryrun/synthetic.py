@@ -226,6 +226,7 @@ def synthetic_allowance(size: int) -> dict[str, Any]:
             "maxA1Ocpus": 2 * hosts,
             "maxA1MemoryGb": 12 * hosts,
             "maxA1Instances": hosts,
+            "maxAlwaysFreeInstances": hosts,
         },
         "block-storage-allowance": {"maxBlockStorageGb": 150 * hosts},
     }

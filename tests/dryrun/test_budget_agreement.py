@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ai_swarm_policies.contract import CONTAINER, VOLUME
+from ai_swarm_policies.contract import CONTAINER, MICRO_SHAPE, VOLUME
 from dryrun.engine import ProgramRun, Registration
 from dryrun.policy import evaluate
 from dryrun.report import Budget, BudgetLimits, budget
@@ -31,12 +31,28 @@ def _hand_built() -> list[Registration]:
     ]
 
 
-@pytest.fixture(params=["program", "hand-built"])
+def _with_micro() -> list[Registration]:
+    """The A1 and an E2.1.Micro: a fixed shape (no shapeConfig) with its own memory reserve."""
+    return [
+        instance("app", 2, 12),
+        instance("replica", None, None, shape=MICRO_SHAPE),
+        volume("data", "100"),
+        container("db", "app", "1.25", 4096),
+        container("postgres-replica", "replica", "0.5", 320),
+        container("exporter", "replica", "0.1", 64),
+    ]
+
+
+# The reserve each host of these stacks keeps: the Micro's own, the rest the A1's.
+RESERVE_SETTING = {"replica": "microReservedMemoryMb"}
+
+
+@pytest.fixture(params=["program", "hand-built", "with-micro"])
 def stack(request: pytest.FixtureRequest) -> list[Registration]:
     if request.param == "program":
         run: ProgramRun = request.getfixturevalue("always_free_run")
         return list(run.registrations)
-    return _hand_built()
+    return _hand_built() if request.param == "hand-built" else _with_micro()
 
 
 def _report(stack: Sequence[Registration], config: dict[str, Any] | None = None) -> Budget:
@@ -89,8 +105,9 @@ def test_each_hosts_memory_used_is_the_packs_threshold(stack: list[Registration]
         assert host.containers, host.host
         # The reserve that leaves exactly the memory the report says the containers use.
         reserve = host.memory_gb * 1024 - host.memory_mb.used
-        at = {"host-memory-budget": {"hostReservedMemoryMb": reserve}}
-        over = {"host-memory-budget": {"hostReservedMemoryMb": reserve + STEP}}
+        setting = RESERVE_SETTING.get(host.host, "hostReservedMemoryMb")
+        at = {"host-memory-budget": {setting: reserve}}
+        over = {"host-memory-budget": {setting: reserve + STEP}}
         assert host.host not in _hosts_over(stack, "host-memory-budget", at)
         assert host.host in _hosts_over(stack, "host-memory-budget", over)
 
