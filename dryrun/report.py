@@ -185,7 +185,8 @@ def budget(run: ProgramRun, limits: BudgetLimits) -> Budget:
     return Budget(
         hosts=tuple(
             _host_budget(host, hosts.placed(name), by_urn, limits)
-            for name, host in hosts.hosts.items()
+            # By name: the same order whatever order the instances were registered in.
+            for name, host in sorted(hosts.hosts.items())
         ),
         unplaced=tuple(_container_usage(demand, by_urn) for demand in hosts.unplaced),
         a1_ocpus=Usage(figures.instances.a1_ocpus, limits.max_a1_ocpus),
