@@ -12,6 +12,7 @@ from components.sizing import (
     ALLOCATIONS,
     CPU_OVERCOMMIT,
     HOST_RESERVED_MEMORY_MB,
+    MICRO_RESERVED_MEMORY_MB,
     PROFILES,
     HostSize,
     container_memory_mb,
@@ -40,6 +41,9 @@ def _schema_default(policy_name: str, setting: str) -> Any:
 def test_reserve_and_overcommit_are_the_packs_defaults() -> None:
     assert _schema_default("host-memory-budget", "hostReservedMemoryMb") == HOST_RESERVED_MEMORY_MB
     assert _schema_default("host-cpu-budget", "maxCpuOvercommit") == CPU_OVERCOMMIT
+    assert (
+        _schema_default("host-memory-budget", "microReservedMemoryMb") == MICRO_RESERVED_MEMORY_MB
+    )
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
