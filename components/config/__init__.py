@@ -117,8 +117,9 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     tenancy_id = host_keys.tenancy_ocid(oci_cfg)
     compartment_id = host_keys.compartment_ocid(cfg, tenancy_id)
     profile = host_keys.profile(cfg)
-    vcn_cidr = host_keys.vcn_cidr(ipv4_network(cfg, "vcnCidr", "10.0.0.0/16"))
-    subnet_cidr = host_keys.subnet_cidr(ipv4_network(cfg, "subnetCidr", "10.0.1.0/24"), vcn_cidr)
+    vcn_cidr = host_keys.vcn_cidr(ipv4_network(cfg, "vcnCidr", host_keys.DEFAULT_VCN_CIDR))
+    subnet = ipv4_network(cfg, "subnetCidr", host_keys.DEFAULT_SUBNET_CIDR)
+    subnet_cidr = host_keys.subnet_cidr(subnet, vcn_cidr)
     host_size = host_keys.host_size(cfg, profile.host)
     ssh_public_key = host_keys.ssh_public_key(cfg)
     return StackConfig(
@@ -130,8 +131,12 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         ),
         profile=profile,
         host_size=host_size,
-        boot_volume_gb=host_keys.volume_gb(cfg, "bootVolumeGb", 50, MIN_BOOT_VOLUME_GB),
-        data_volume_gb=host_keys.volume_gb(cfg, "dataVolumeGb", 150, MIN_BLOCK_VOLUME_GB),
+        boot_volume_gb=host_keys.volume_gb(
+            cfg, "bootVolumeGb", host_keys.DEFAULT_BOOT_VOLUME_GB, MIN_BOOT_VOLUME_GB
+        ),
+        data_volume_gb=host_keys.volume_gb(
+            cfg, "dataVolumeGb", host_keys.DEFAULT_DATA_VOLUME_GB, MIN_BLOCK_VOLUME_GB
+        ),
         host_name=host_keys.host_name(cfg),
         vcn_cidr=vcn_cidr,
         subnet_cidr=subnet_cidr,

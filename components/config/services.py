@@ -25,6 +25,8 @@ from components.sizing import MILLICPUS_PER_CPU, HostSize
 
 MIN_CONTAINER_MEMORY_MB = 32
 MIN_CONTAINER_MILLICPUS = 10
+# The UIs stay on the host's loopback unless `ai-swarm:exposeUis` is set.
+EXPOSE_UIS_DEFAULT = False
 _SERVICE_FIELDS = ("image", "cpus", "memoryMb", "enabled")
 _MODEL_FIELDS = ("name", "model", "apiKey", "apiBase")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
@@ -127,7 +129,7 @@ def service_settings(cfg: pulumi.Config, host: HostSize) -> ServiceSettings:
         overrides=overrides,
         models=_models(cfg, frozenset(name for name, _ in api_keys)),
         model_api_keys=api_keys,
-        expose_uis=flag(cfg, "exposeUis", default=False),
+        expose_uis=flag(cfg, "exposeUis", default=EXPOSE_UIS_DEFAULT),
     )
 
 
