@@ -41,7 +41,10 @@ READ: dict[str, Callable[[StackConfig], Any]] = {
     "ai-swarm:profile": lambda c: c.profile.name,
     "ai-swarm:bootVolumeGb": lambda c: c.boot_volume_gb,
     "ai-swarm:dataVolumeGb": lambda c: c.data_volume_gb,
-    "ai-swarm:availabilityDomain": lambda c: AVAILABILITY_DOMAINS.index(c.availability_domain) + 1,
+    # The default is an index: the domain named is that one of the tenancy's list.
+    "ai-swarm:availabilityDomain": lambda c: str(
+        AVAILABILITY_DOMAINS.index(c.availability_domain) + 1
+    ),
     "ai-swarm:hostName": lambda c: c.host_name,
     "ai-swarm:vcnCidr": lambda c: str(c.vcn_cidr),
     "ai-swarm:subnetCidr": lambda c: str(c.subnet_cidr),
