@@ -127,5 +127,6 @@ def test_every_field_of_a_structured_key_is_defined() -> None:
 
 @pytest.mark.parametrize("definition", [*OCI_DEFINITIONS, *DEFINITIONS], ids=lambda d: d.key)
 def test_each_example_names_its_key(definition: Definition) -> None:
-    [named] = [word.strip("'") for word in definition.example.split() if ":" in word][:1]
+    last = definition.example.splitlines()[-1]
+    [named] = [word.strip("'") for word in last.split() if ":" in word][:1]
     assert find(named) == definition

@@ -69,7 +69,8 @@ class Definition:
     describes a default that is not one value (taken from another key, say). `choices` are the
     only values allowed; otherwise `allowed` says what is. `replaces` names what a change
     replaces (None: it changes resources in place), as dryrun/replacements.py computes it and
-    tests/test_replacements.py checks. `example` is a whole `pulumi config set` command.
+    tests/test_replacements.py checks. `example` is one or more whole `pulumi config set`
+    commands, one a line, the last one setting this key.
     """
 
     key: str
@@ -335,8 +336,12 @@ DEFINITIONS: tuple[Definition, ...] = (
         key="ai-swarm:services.<service>.enabled",
         type="boolean",
         doc="Leaves a service out; a service another one needs cannot be left out alone. A "
-        "service whose data depends on a protected secret (Postgres, LiteLLM, Open WebUI, "
-        "Vault) stops the `up` at that secret: `pulumi state unprotect` it first.",
+        "service whose data depends on a generated secret cannot be disabled by `pulumi up` "
+        "alone: the secret is protected ([Destroying without losing the data volume]"
+        "(operations.md#destroying-without-losing-the-data-volume)), so setting "
+        "`ai-swarm:services.openWebui.enabled` (or that of LiteLLM, Postgres or Vault) to "
+        "`false` stops the `up` at it. To drop the service and its data for good, `pulumi "
+        "state unprotect` its secrets first.",
         example=_set("ai-swarm:services.pipelines.enabled", "false", path_flag=True),
         default=True,
         choices=("true", "false"),
@@ -347,7 +352,9 @@ DEFINITIONS: tuple[Definition, ...] = (
         type="list of objects",
         doc="LiteLLM's routes: `name` (what clients ask for), `model` (the provider's), "
         "optional `apiKey` (a name in `modelApiKeys`) and `apiBase` (an http(s) URL).",
-        example=_set(
+        example=_set("'ai-swarm:modelApiKeys.OPENAI_API_KEY'", "sk-…", secret=True, path_flag=True)
+        + "\n"
+        + _set(
             "ai-swarm:models",
             '\'[{"name": "gpt-4o-mini", "model": "openai/gpt-4o-mini", '
             '"apiKey": "OPENAI_API_KEY"}]\'',
@@ -415,7 +422,9 @@ DEFINITIONS: tuple[Definition, ...] = (
         key="ai-swarm:backups.dayOfMonth",
         type="whole number",
         doc="The day of a `ONE_MONTH` schedule (refused with another period).",
-        example=_set("ai-swarm:backups.dayOfMonth", "3", path_flag=True),
+        example=_set("ai-swarm:backups.period", "ONE_MONTH", path_flag=True)
+        + "\n"
+        + _set("ai-swarm:backups.dayOfMonth", "3", path_flag=True),
         default=DEFAULT_DAY_OF_MONTH,
         allowed=_whole(1, LAST_DAY_OF_MONTH),
     ),

@@ -194,7 +194,7 @@ def _check_postgres_major(full_key: str, image: str) -> None:
             f"{CATALOG['postgres'].image}): the data on the volume is PostgreSQL {data_major} "
             "and a new major cannot read it. To upgrade, dump every database "
             "(`sudo systemctl start ai-swarm-pg-dump.service` on the host), then follow "
-            '"Upgrading PostgreSQL to a new major version" in the README (a fresh data '
+            '"PostgreSQL\'s major version" in docs/operations.md (a fresh data '
             "directory, the new pin in components/services/catalog.py, pg_restore of the dumps)",
         )
 
