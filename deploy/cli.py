@@ -363,8 +363,8 @@ def render_idle(report: IdleReport, console: Console) -> None:
     if report.verdict is Verdict.AT_RISK:
         console.print(
             f"[red]AT RISK[/]: CPU, network and memory are all under {IDLE_BELOW_PERCENT:g}%; "
-            "Oracle may stop this Always Free instance as idle. See docs/operations.md "
-            "(idle-check) for your options; do not burn CPU to dodge the rule."
+            "Oracle may stop this Always Free instance as idle. See the README (Operations) "
+            "for your options; do not burn CPU to dodge the rule."
         )
     elif report.verdict is Verdict.NOT_AT_RISK:
         busy = [f.name for f in report.figures if f.idle is False]

@@ -131,12 +131,8 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         ),
         profile=profile,
         host_size=host_size,
-        boot_volume_gb=host_keys.volume_gb(
-            cfg, "bootVolumeGb", host_keys.DEFAULT_BOOT_VOLUME_GB, MIN_BOOT_VOLUME_GB
-        ),
-        data_volume_gb=host_keys.volume_gb(
-            cfg, "dataVolumeGb", host_keys.DEFAULT_DATA_VOLUME_GB, MIN_BLOCK_VOLUME_GB
-        ),
+        boot_volume_gb=host_keys.volume_gb(cfg, "bootVolumeGb", 50, MIN_BOOT_VOLUME_GB),
+        data_volume_gb=host_keys.volume_gb(cfg, "dataVolumeGb", 150, MIN_BLOCK_VOLUME_GB),
         host_name=host_keys.host_name(cfg),
         vcn_cidr=vcn_cidr,
         subnet_cidr=subnet_cidr,
