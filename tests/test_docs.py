@@ -163,6 +163,8 @@ def _commands(prefix: str) -> Iterator[Shown]:
         for block in blocks:
             number += 1
             joined = "\n".join(block).replace("\\\n", " ")
+            # A synopsis goes on in indented lines of `[--option]`s.
+            joined = re.sub(r"\n\s+(?=\[)", " ", joined)
             for line in joined.splitlines():
                 if line.strip().startswith(prefix):
                     yield Shown(page, number, line.strip())
@@ -302,3 +304,22 @@ def test_a_misspelt_key_and_a_refused_value_fail() -> None:
     assert refused.value.key == "ai-swarm:backups.keep"
     with pytest.raises(AssertionError, match="no option --dead-line"):
         check_deploy_command(["up", "--dead-line", "1h"])
+
+
+def test_the_readme_installs_and_tests_as_ci_does() -> None:
+    """The README's set-up is what .ci/run runs: the one install script, then pytest in venv."""
+    readme = (PROJECT / "README.md").read_text()
+    setup = readme.partition("## Try it without an Oracle account")[2].partition("```sh\n")[2]
+    first, second = [shlex.split(line, comments=True) for line in setup.splitlines()[:2]]
+    ci = [
+        shlex.split(line, comments=True)
+        for line in (PROJECT / ".ci" / "run").read_text().splitlines()
+    ]
+    assert first == ["scripts/install-dev"] and first in ci
+    assert second == [".", "venv/bin/activate", "&&", "pytest"]
+    assert [".", "venv/bin/activate"] in ci and ["python", "-m", "pytest"] in ci
+
+
+def test_the_readme_stays_a_front_door() -> None:
+    """At most 250 lines: the rest belongs on the pages it links."""
+    assert len((PROJECT / "README.md").read_text().splitlines()) <= 250
