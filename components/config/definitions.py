@@ -138,6 +138,11 @@ def _host_replaced(why: str) -> str:
     )
 
 
+# Not computed by dryrun/replacements.py, which changes the `ai-swarm:` keys only.
+_NEW_STACK = (
+    "not computed here: a stack lives in one region and tenancy; for another, make another stack"
+)
+
 OCI_DEFINITIONS: tuple[Definition, ...] = (
     Definition(
         key="oci:region",
@@ -147,6 +152,7 @@ OCI_DEFINITIONS: tuple[Definition, ...] = (
         example=_set("oci:region", "eu-frankfurt-1"),
         required=True,
         allowed="a region identifier, e.g. `eu-frankfurt-1`",
+        replaces=_NEW_STACK,
     ),
     Definition(
         key="oci:tenancyOcid",
@@ -156,6 +162,7 @@ OCI_DEFINITIONS: tuple[Definition, ...] = (
         example=_set("oci:tenancyOcid", "ocid1.tenancy.oc1..aaaa…"),
         required=True,
         allowed="an OCID, `ocid1.tenancy.oc1..…`",
+        replaces=_NEW_STACK,
     ),
 )
 
@@ -479,7 +486,8 @@ DEFINITIONS: tuple[Definition, ...] = (
 CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (
     ("oci:userOcid", "the user whose API signing key is used"),
     ("oci:fingerprint", "the API key's fingerprint"),
-    ("oci:privateKeyPath", "the API private key's file (or `oci:privateKey`, its text, secret)"),
+    ("oci:privateKeyPath", "the API private key's file"),
+    ("oci:privateKey", "or the key's text itself (secret)"),
     ("oci:privateKeyPassword", "its passphrase, if it has one (secret)"),
     ("oci:configFileProfile", "instead of the keys above: a profile of `~/.oci/config`"),
 )
