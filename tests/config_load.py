@@ -13,9 +13,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
+from pulumi.runtime.stack import run_pulumi_func
 
 from components.config import StackConfig, load_config
-from dryrun.engine import PLACEHOLDER_CONFIG, PLACEHOLDER_SECRETS
+from dryrun.engine import (
+    DEFAULT_STACK,
+    PLACEHOLDER_CONFIG,
+    PLACEHOLDER_SECRETS,
+    PROJECT,
+    CloudMocks,
+    RecordingMonitor,
+)
 
 AVAILABILITY_DOMAINS = ("Uocm:EU-FRANKFURT-1-AD-1", "Uocm:EU-FRANKFURT-1-AD-2")
 
@@ -34,11 +42,23 @@ def load(
     secret_keys = [k for k in (*PLACEHOLDER_SECRETS, *(secrets or {})) if k in config]
 
     def run() -> StackConfig:
+        # As the engine runs a program (dryrun/engine.py), so that the secret Outputs the
+        # readers make are settled before the loop closes.
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        monitor = RecordingMonitor(CloudMocks(preview=False))
+        loaded: list[StackConfig] = []
         try:
+            pulumi.runtime.set_mocks(
+                monitor.mocks, project=PROJECT, stack=DEFAULT_STACK, monitor=monitor
+            )
             pulumi.runtime.set_all_config(config, secret_keys)
-            return load_config(lambda _tenancy: AVAILABILITY_DOMAINS)
+            loop.run_until_complete(
+                run_pulumi_func(
+                    lambda: loaded.append(load_config(lambda _tenancy: AVAILABILITY_DOMAINS))
+                )
+            )
+            return loaded[0]
         finally:
             asyncio.set_event_loop(None)
             loop.close()
