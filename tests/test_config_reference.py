@@ -15,7 +15,6 @@ from components.config import ConfigError, StackConfig
 from components.config.backups import _FIELDS as BACKUP_FIELDS
 from components.config.definitions import DEFINITIONS, OCI_DEFINITIONS, Definition, find
 from components.config.services import _SERVICE_FIELDS
-from components.services.catalog import CATALOG
 from dryrun.engine import PLACEHOLDER_CONFIG
 from scripts import config_reference
 from tests.config_load import AVAILABILITY_DOMAINS, load, setting
@@ -49,9 +48,7 @@ READ: dict[str, Callable[[StackConfig], Any]] = {
     "ai-swarm:vcnCidr": lambda c: str(c.vcn_cidr),
     "ai-swarm:subnetCidr": lambda c: str(c.subnet_cidr),
     "ai-swarm:exposeUis": lambda c: c.service_settings.expose_uis,
-    "ai-swarm:services.<service>.enabled": lambda c: all(
-        c.service_settings.enabled(service) for service in CATALOG
-    ),
+    "ai-swarm:services.<service>.enabled": lambda c: c.service_settings.enabled(SERVICE),
     "ai-swarm:backups.enabled": lambda c: c.backups.enabled,
     "ai-swarm:backups.keep": lambda c: c.backups.keep,
     "ai-swarm:backups.period": lambda c: c.backups.period,
