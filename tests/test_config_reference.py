@@ -57,7 +57,7 @@ READ: dict[str, Callable[[StackConfig], Any]] = {
     "ai-swarm:backups.hourOfDay": lambda c: c.backups.hour_of_day,
     "ai-swarm:backups.offsiteDays": lambda c: c.backups.offsite.days,
 }
-# Defaults that apply only with another key set (dayOfMonth: a monthly schedule).
+# The other keys a key's values need (dayOfMonth: a monthly schedule).
 CONTEXT = {"ai-swarm:backups.dayOfMonth": setting("ai-swarm:backups.period", "ONE_MONTH")}
 READ_IN_CONTEXT = {"ai-swarm:backups.dayOfMonth": lambda c: c.backups.day_of_month}
 
@@ -88,8 +88,9 @@ def test_the_defaults_described_in_words_hold() -> None:
 
 @pytest.mark.parametrize("definition", [d for d in DEFINITIONS if d.choices], ids=lambda d: d.key)
 def test_each_documented_choice_is_accepted_and_no_other(definition: Definition) -> None:
+    context = CONTEXT.get(definition.key, {})
     for choice in definition.choices:
-        load(setting(_concrete(definition), choice))
+        load({**context, **setting(_concrete(definition), choice)})
     with pytest.raises(ConfigError) as refused:
         load(setting(_concrete(definition), "not-a-choice"))
     assert refused.value.key == _concrete(definition)

@@ -156,7 +156,8 @@ def test_a_dead_link_and_a_missing_anchor_are_found(tmp_path: Path) -> None:
 
 def _commands(prefix: str) -> Iterator[Shown]:
     """Each command starting with `prefix` in a code block (continued lines joined) or in a
-    code span of the prose; the commands of one block share its number."""
+    code span of the prose. The commands of one block are one sequence, and so are the spans
+    of one section (a runbook's steps), each sequence with a number of its own."""
     number = 0
     for page in PAGES:
         prose, blocks = _prose_and_blocks(page.read_text())
@@ -168,10 +169,11 @@ def _commands(prefix: str) -> Iterator[Shown]:
             for line in joined.splitlines():
                 if line.strip().startswith(prefix):
                     yield Shown(page, number, line.strip())
-        for span in _CODE_SPAN.finditer(" ".join(prose)):
-            if span.group(2).strip().startswith(prefix):
-                number += 1
-                yield Shown(page, number, span.group(2).strip())
+        for section in re.split(r"\n(?=#{1,6} )", "\n".join(prose)):
+            number += 1
+            for span in _CODE_SPAN.finditer(" ".join(section.splitlines())):
+                if span.group(2).strip().startswith(prefix):
+                    yield Shown(page, number, span.group(2).strip())
 
 
 def _words(shown: Shown) -> list[str]:
