@@ -69,7 +69,7 @@ def classify(output: str) -> Failure:
                 _shorten(line),
                 hint=(
                     "a protected resource (the data volume lives in one availability domain) "
-                    "would have to be replaced; see 'python -m deploy up' in the README"
+                    "would have to be replaced; see 'python -m deploy up' in docs/operations.md"
                 ),
             )
     # The resource's own error, under "Diagnostics:", says more than the progress lines, the

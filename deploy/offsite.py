@@ -4,7 +4,7 @@ The operator's own OCI credentials read the bucket (the host may only add to it)
 per database, the newest local dump and the newest off-site object with their ages, and whether
 the host's last upload run failed. `restore-dump` lists the off-site dumps, downloads one,
 decrypts it with the operator's `age` identity when it is encrypted, and restores it into the
-running Postgres over SSH (the README's restore, fed from here) or writes it to a file.
+running Postgres over SSH (docs/operations.md's restore, fed from here) or writes it to a file.
 """
 
 from __future__ import annotations

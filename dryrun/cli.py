@@ -66,7 +66,7 @@ class DryRun:
         return EXIT_VIOLATION if self.policies.mandatory_violations else EXIT_OK
 
     def as_json(self) -> dict[str, Any]:
-        """The `--json` document; its shape is described in the README."""
+        """The `--json` document; its shape is described in docs/testing.md."""
         return {
             "stack": self.run.stack,
             "preview": self.run.preview,

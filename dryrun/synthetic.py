@@ -3,7 +3,7 @@
 Each is a `Registration` with its inputs in wire form (camelCase names, the SDK's unknown marker
 where `pulumi preview` has no value yet), so it reaches the analyzer, and the dry run's report,
 exactly as the program's registrations do. The tests and the benchmarks share these builders.
-The host label and tag are spelled out as the README documents them, so a change to the pack's
+The host label and tag are spelled out as the docs document them, so a change to the pack's
 contract shows up as failing tests rather than passing silently.
 """
 

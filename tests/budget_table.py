@@ -1,4 +1,4 @@
-"""The README's budget tables, made from the catalog and the sizing tables (used by tests)."""
+"""The budget tables of docs/architecture.md, from the catalog and sizing tables (for tests)."""
 
 from __future__ import annotations
 

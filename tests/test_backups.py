@@ -26,7 +26,7 @@ COMMAND = "command:remote:Command"
 CONTAINER = "docker:index/container:Container"
 COMPONENT = "ai-swarm:oci:Backups"
 PG_DUMP = "backups-pg-dump"
-README = Path(__file__).resolve().parents[1] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 DAY, HOUR = 86_400, 3_600
 WEEK = 7 * DAY
 
@@ -208,8 +208,8 @@ def test_without_postgres_nothing_is_dumped() -> None:
     assert run.one(POLICY)  # the volume is still backed up
 
 
-def test_readme_gives_the_restore_the_tests_run() -> None:
-    text = README.read_text()
+def test_the_docs_give_the_restore_the_tests_run() -> None:
+    text = OPERATIONS.read_text()
     assert backups.in_postgres(backups.RESTORE_IN_CONTAINER, stdin=True) in text
     assert backups.restore_command(f"{backups.DUMP_DIR}/litellm-<stamp>.dump") in text
 

@@ -60,12 +60,12 @@ def test_tunnel_follows_exposed_uis_and_disabled_services() -> None:
 
 
 @pytest.mark.parametrize("profile", ["always-free", "a1-4x24"])
-def test_readme_budget_tables_match_the_catalog(profile: str) -> None:
-    readme = (Path(PROJECT_DIR) / "README.md").read_text()
+def test_the_documented_budget_tables_match_the_catalog(profile: str) -> None:
+    page = (Path(PROJECT_DIR) / "docs" / "architecture.md").read_text()
     block = re.search(
-        rf"<!-- budget-table:{profile} -->\n(.*?)\n<!-- /budget-table -->", readme, re.DOTALL
+        rf"<!-- budget-table:{profile} -->\n(.*?)\n<!-- /budget-table -->", page, re.DOTALL
     )
-    assert block is not None, f"README has no budget table for {profile}"
+    assert block is not None, f"docs/architecture.md has no budget table for {profile}"
     assert block.group(1) == markdown_table(profile)
 
 

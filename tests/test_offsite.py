@@ -263,10 +263,12 @@ def test_the_cloud_config_is_the_same_with_and_without_offsite(always_free_run: 
     )
 
 
-def test_the_readme_names_what_the_program_makes() -> None:
-    text = " ".join((Path(PROJECT_DIR) / "README.md").read_text().split())
+def test_the_docs_name_what_the_program_makes() -> None:
+    text = " ".join((Path(PROJECT_DIR) / "docs" / "operations.md").read_text().split())
     assert f"`oci-cli` {offsite.OCI_CLI_VERSION}, pinned, in `{offsite.OCI_CLI_VENV}`" in text
     assert f"`{offsite.UPLOAD_UNIT}.service`" in text
     assert f"rule `{offsite.matching_rule('<instanceId>')}`" in text
     assert "`OBJECT_CREATE` and `OBJECT_INSPECT` on this bucket only" in text
-    assert "`ai-swarm:backups.offsiteDays` | 14 | days each off-site dump is kept, 1 to 365" in text
+    reference = (Path(PROJECT_DIR) / "docs" / "configuration.md").read_text()
+    row = "| whole number | `14` | a whole number from 1 to 365 |"
+    assert f"[`ai-swarm:backups.offsiteDays`](#ai-swarmbackupsoffsitedays) {row}" in reference

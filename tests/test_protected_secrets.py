@@ -2,7 +2,7 @@
 
 Each generator the program registers is listed here with whether it is protected and why; a new
 generator fails until it is listed. What `destroy --exclude-protected` keeps is computed from the
-registrations the way Pulumi computes it, and checked against README.
+registrations the way Pulumi computes it, and checked against docs/operations.md.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dryrun.engine import ProgramRun, Registration
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 GENERATOR_PACKAGES = ("random:", "tls:")
 
 _ROLE = "a role in the data directory on the volume keeps the password it was made with"
@@ -98,8 +98,8 @@ def kept_by_destroy_exclude_protected(run: ProgramRun) -> set[str]:
     return kept
 
 
-def _readme_kept() -> set[str]:
-    text = README.read_text()
+def _documented_kept() -> set[str]:
+    text = OPERATIONS.read_text()
     section = text[text.index("### Destroying without losing the data volume") :]
     [kept_line] = re.findall(r"^- \*\*Kept\*\*.*?(?=^- \*\*)", section, re.M | re.S)
     return set(re.findall(r"`([a-zA-Z0-9]+-[a-zA-Z0-9-]+)`", kept_line))  # resource names
@@ -112,4 +112,6 @@ def test_destroy_exclude_protected_keeps_the_data_and_its_secrets(
     names = {r.name for r in always_free_run.registrations if r.urn in kept and r.custom}
     assert "host-data" in names
     assert {name for name, (protected, _) in GENERATED.items() if protected} <= names
-    assert names == _readme_kept(), "README's list of what destroy --exclude-protected keeps"
+    assert names == _documented_kept(), (
+        "docs/operations.md's list of what destroy --exclude-protected keeps"
+    )

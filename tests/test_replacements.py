@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dryrun.engine import ProgramRun, run_program
 from dryrun.replacements import FORCES_REPLACEMENT, Plan, plan, rule
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 INSTANCE, VOLUME, ATTACHMENT = "host-instance", "host-data", "host-data-attachment"
 HOST_AND_DATA = {INSTANCE, VOLUME, ATTACHMENT}
 
@@ -255,7 +255,8 @@ def test_the_instance_is_replaced_only_for_what_oci_fixes_at_launch(before: Prog
 
 
 def test_every_setting_the_program_reads_is_changed_here() -> None:
-    """A new `ai-swarm:` key must get a row above (and, if it replaces something, in README)."""
+    """A new `ai-swarm:` key must get a row above (and, if it replaces something, a `replaces`
+    in its definition, which docs/configuration.md shows)."""
     read: set[str] = set()
     for path in Path(__file__).resolve().parents[1].glob("components/config/*.py"):
         for pair in re.findall(r'cfg, "([A-Za-z]+)"|cfg\.get\("([A-Za-z]+)"\)', path.read_text()):
@@ -325,8 +326,8 @@ def test_each_row_names_inputs_the_sdk_sends(type_: str) -> None:
             current = names[step]
 
 
-def _readme_replacements() -> dict[str, str]:
-    text = README.read_text()
+def _documented_replacements() -> dict[str, str]:
+    text = PAGE.read_text()
     start = text.index("Settings that replace resources")
     rows: dict[str, str] = {}
     for line in text[start:].splitlines()[1:]:
@@ -339,14 +340,14 @@ def _readme_replacements() -> dict[str, str]:
     return rows
 
 
-def test_readme_lists_the_settings_that_replace_resources(before: ProgramRun) -> None:
-    rows = _readme_replacements()
+def test_the_docs_list_the_settings_that_replace_resources(before: ProgramRun) -> None:
+    rows = _documented_replacements()
     for setting, (_, _, replaced, _) in SETTINGS.items():
         documented = rows.get(setting)
         if not replaced:
-            assert documented is None, f"README says {setting} replaces {documented}"
+            assert documented is None, f"the docs say {setting} replaces {documented}"
             continue
-        assert documented is not None, f"README does not say what {setting} replaces"
+        assert documented is not None, f"the docs do not say what {setting} replaces"
         assert ("instance" in documented) == (INSTANCE in replaced), setting
         assert ("data volume" in documented) == (VOLUME in replaced), setting
         assert ("container" in documented) == bool(replaced & CONTAINERS), setting
@@ -354,8 +355,8 @@ def test_readme_lists_the_settings_that_replace_resources(before: ProgramRun) ->
 
 def test_a_protected_secret_stops_the_disabling_of_its_service(before: ProgramRun) -> None:
     """Open WebUI's secret key is protected: disabling Open WebUI would delete it, which the
-    engine refuses, as README says."""
+    engine refuses, as docs/configuration.md says."""
     found = plan(before, run_program(overrides=_services(openWebui={"enabled": False})))
     protected = {r.name for r in before.registrations if r.protect}
     assert "openWebui-secret-key" in _names(found.deleted) & protected
-    assert "`ai-swarm:services.openWebui.enabled`" in README.read_text()
+    assert "`ai-swarm:services.openWebui.enabled`" in PAGE.read_text()

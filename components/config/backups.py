@@ -37,8 +37,11 @@ PERIOD_SECONDS: Mapping[str, int] = {
 }
 BACKUP_TYPES = ("INCREMENTAL", "FULL")
 DAYS_OF_WEEK = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+DEFAULT_DAY_OF_WEEK = "SUNDAY"
 # Every month has these days.
 LAST_DAY_OF_MONTH = 28
+# A monthly schedule's day when `dayOfMonth` is unset.
+DEFAULT_DAY_OF_MONTH = 1
 # A backup expires this long before the next one is taken, so that the tenancy never holds
 # `keep` + 1 backups while one is replaced.
 HANDOVER_SECONDS = 3_600
@@ -93,7 +96,7 @@ class BackupSchedule:
     keep: int = 4
     period: str = "ONE_WEEK"
     backup_type: str = "INCREMENTAL"
-    day_of_week: str | None = "SUNDAY"
+    day_of_week: str | None = DEFAULT_DAY_OF_WEEK
     day_of_month: int | None = None
     hour_of_day: int = 4
     offsite: OffsiteSettings = OffsiteSettings()
@@ -121,17 +124,22 @@ def backup_schedule(cfg: pulumi.Config) -> BackupSchedule:
     allowed = "an object with any of " + ", ".join(_FIELDS)
     given = structured(cfg, "backups", dict, allowed)
     unknown_fields(key("backups"), given, _FIELDS)
-    period = _choice(given, "period", "ONE_WEEK", tuple(PERIOD_SECONDS))
-    enabled = boolean(_key("enabled"), given.get("enabled", True))
+    period = _choice(given, "period", BackupSchedule.period, tuple(PERIOD_SECONDS))
+    enabled = boolean(_key("enabled"), given.get("enabled", BackupSchedule.enabled))
     return BackupSchedule(
         enabled=enabled,
         keep=_keep(given),
         period=period,
-        backup_type=_choice(given, "type", "INCREMENTAL", BACKUP_TYPES),
+        backup_type=_choice(given, "type", BackupSchedule.backup_type, BACKUP_TYPES),
         day_of_week=_day_of_week(given, period),
         day_of_month=_day_of_month(given, period),
         hour_of_day=_whole(
-            given, "hourOfDay", default=4, low=0, high=23, meaning="an hour of the day (UTC)"
+            given,
+            "hourOfDay",
+            default=BackupSchedule.hour_of_day,
+            low=0,
+            high=23,
+            meaning="an hour of the day (UTC)",
         ),
         offsite=_offsite(given, enabled),
     )
@@ -234,7 +242,7 @@ def _day_of_week(given: Mapping[str, Any], period: str) -> str | None:
     if period != "ONE_WEEK":
         _refuse_field(given, "dayOfWeek", "ONE_WEEK", period)
         return None
-    return _choice(given, "dayOfWeek", "SUNDAY", DAYS_OF_WEEK)
+    return _choice(given, "dayOfWeek", DEFAULT_DAY_OF_WEEK, DAYS_OF_WEEK)
 
 
 def _day_of_month(given: Mapping[str, Any], period: str) -> int | None:
@@ -244,7 +252,7 @@ def _day_of_month(given: Mapping[str, Any], period: str) -> int | None:
     return _whole(
         given,
         "dayOfMonth",
-        default=1,
+        default=DEFAULT_DAY_OF_MONTH,
         low=1,
         high=LAST_DAY_OF_MONTH,
         meaning="a day every month has",

@@ -45,6 +45,11 @@ MIN_VCN_PREFIX, MAX_VCN_PREFIX = 16, 30
 MAX_SUBNET_PREFIX = 28
 # The widest admin CIDRs: anything wider is the internet in a few pieces.
 MIN_ADMIN_PREFIX = {4: 8, 6: 32}
+# Defaults of the keys left unset (components/config/definitions.py documents them).
+DEFAULT_AVAILABILITY_DOMAIN = "1"
+DEFAULT_HOST_NAME = "swarm-a1"
+DEFAULT_VCN_CIDR, DEFAULT_SUBNET_CIDR = "10.0.0.0/16", "10.0.1.0/24"
+DEFAULT_BOOT_VOLUME_GB, DEFAULT_DATA_VOLUME_GB = 50, 150
 
 # Key types pulumi-command's SSH client can use without extra hardware (no `sk-` keys).
 _SSH_KEY_TYPES = (
@@ -105,7 +110,7 @@ def volume_gb(cfg: pulumi.Config, name: str, default: int, minimum: int) -> int:
 
 
 def availability_domain(cfg: pulumi.Config, names: Sequence[str]) -> str:
-    raw = text(cfg, "availabilityDomain") or "1"
+    raw = text(cfg, "availabilityDomain") or DEFAULT_AVAILABILITY_DOMAIN
     allowed = (
         f"a 1-based index from 1 to {len(names)} or one of {', '.join(names)}"
         if names
@@ -121,7 +126,7 @@ def availability_domain(cfg: pulumi.Config, names: Sequence[str]) -> str:
 
 
 def host_name(cfg: pulumi.Config) -> str:
-    value = text(cfg, "hostName") or "swarm-a1"
+    value = text(cfg, "hostName") or DEFAULT_HOST_NAME
     if not _DNS_LABEL.match(value):
         raise ConfigError(
             key("hostName"), value, "1-15 lowercase letters, digits or '-', starting with a letter"

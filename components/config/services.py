@@ -25,6 +25,8 @@ from components.sizing import MILLICPUS_PER_CPU, HostSize
 
 MIN_CONTAINER_MEMORY_MB = 32
 MIN_CONTAINER_MILLICPUS = 10
+# The UIs stay on the host's loopback unless `ai-swarm:exposeUis` is set.
+EXPOSE_UIS_DEFAULT = False
 _SERVICE_FIELDS = ("image", "cpus", "memoryMb", "enabled")
 _MODEL_FIELDS = ("name", "model", "apiKey", "apiBase")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
@@ -127,7 +129,7 @@ def service_settings(cfg: pulumi.Config, host: HostSize) -> ServiceSettings:
         overrides=overrides,
         models=_models(cfg, frozenset(name for name, _ in api_keys)),
         model_api_keys=api_keys,
-        expose_uis=flag(cfg, "exposeUis", default=False),
+        expose_uis=flag(cfg, "exposeUis", default=EXPOSE_UIS_DEFAULT),
     )
 
 
@@ -192,7 +194,7 @@ def _check_postgres_major(full_key: str, image: str) -> None:
             f"{CATALOG['postgres'].image}): the data on the volume is PostgreSQL {data_major} "
             "and a new major cannot read it. To upgrade, dump every database "
             "(`sudo systemctl start ai-swarm-pg-dump.service` on the host), then follow "
-            '"Upgrading PostgreSQL to a new major version" in the README (a fresh data '
+            '"PostgreSQL\'s major version" in docs/operations.md (a fresh data '
             "directory, the new pin in components/services/catalog.py, pg_restore of the dumps)",
         )
 

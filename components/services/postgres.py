@@ -19,7 +19,8 @@ PORT = 5432
 SUPERUSER = "postgres"
 HBA_FILE = "/etc/postgresql/pg_hba.conf"
 # The image runs files here once, on an empty data directory only (first start). Later role
-# changes: the README's `docker exec postgres sh -c 'PGPASSWORD="$POSTGRES_PASSWORD" psql ...'`
+# changes: docs/operations.md's
+# `docker exec postgres sh -c 'PGPASSWORD="$POSTGRES_PASSWORD" psql ...'`
 # with this file (it is idempotent; `local` connections use scram, so psql needs the password).
 ROLES_SQL_FILE = "/docker-entrypoint-initdb.d/10-ai-swarm-roles.sql"
 PGDATA = "/var/lib/postgresql/data/pgdata"

@@ -101,7 +101,8 @@ IN_SERVER = f"docker exec -i {SERVER_NAME} "
 # Bump to rotate the seal key: the new key becomes current, the old one stays as previous so
 # that the server can still unseal, and the rewrap step then stores the root key wrapped by the
 # new key alone. OpenBao does not rewrap by itself here: its post-unseal seal-key upgrade needs
-# a recovery key, which self-initialisation does not make. (README, "Vault (OpenBao)").
+# a recovery key, which self-initialisation does not make (docs/operations.md, "Rotating the
+# seal key").
 SEAL_KEY_GENERATION = 1
 SEAL_KEY_BYTES = 32  # AES-256-GCM, the only key the static seal takes
 
@@ -321,7 +322,7 @@ def rewrap_program() -> str:
 REINITIALISE_HINT = (
     "this Vault's provisioner may not write the Agent's policy and role: it was initialised "
     "before they were kept up to date. Its contents all come from the Pulumi state, so "
-    'initialise it again (README, Vault: "A Vault made before reconciliation")'
+    'initialise it again (docs/operations.md: "A Vault made before reconciliation")'
 )
 
 

@@ -52,14 +52,15 @@ def test_up_help_shows_allow_replace(tmp_path: Path) -> None:
     assert "--allow-replace" in done.stdout
 
 
-def test_the_readmes_up_usage_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_documented_up_usage_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["up", "--help"])
     # The options list: each flag starts its own line of the help.
     shown = set(re.findall(r"^ {2}(--[a-z-]+)", capsys.readouterr().out, re.MULTILINE))
     shown -= {"--help"}
-    readme = (PROJECT / "README.md").read_text()
-    usage = readme.partition("```sh\npython -m deploy up ")[2].partition("```")[0]
+    page = (PROJECT / "docs" / "operations.md").read_text()
+    usage = page.partition("```sh\npython -m deploy up ")[2].partition("```")[0]
+    assert usage, "docs/operations.md shows no usage of python -m deploy up"
     assert {word.strip("[]") for word in usage.split() if word.startswith("[--")} == shown
 
 

@@ -109,7 +109,7 @@ def test_json_holds_resources_budget_policies_and_graph() -> None:
     assert ("ai-swarm:oci:ArmHost", "host") in top
     [host] = document["budget"]["hosts"]
     assert (host["host"], host["ocpus"], host["memoryGb"]) == ("host", 2, 12)
-    # The pack's default reserve for the OS and Docker, as the README documents it.
+    # The pack's default reserve for the OS and Docker, as docs/architecture.md documents it.
     assert host["reservedMemoryMb"] == 1536
     assert host["memoryMb"]["allowed"] == 12 * 1024 - 1536
     assert document["budget"]["a1Ocpus"] == {"used": 2, "allowed": 2, "headroom": 0}

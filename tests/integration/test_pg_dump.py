@@ -6,7 +6,8 @@ registered, with four things retargeted: `/mnt/data`, `/etc/systemd/system` and
 container's shell is a local one with the container's variables and libpq pointed at the test
 server (Debian's PostgreSQL 15, set up as the image would set it up). `sudo`, `systemctl` and
 `mountpoint` are stand-ins that answer as the host would. The dump script it installs then runs
-against the server; its dumps are restored with the README's restore, and the rows come back.
+against the server; its dumps are restored with the documented restore (docs/operations.md),
+and the rows come back.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tests.integration.rendered import RenderedContainer
 from tests.integration.stand_ins import container_env, run_script, stand_in
 
 COMMAND = "command:remote:Command"
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 STAMP = re.compile(r"^(?P<db>.+)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)\.dump$")
 OLD_STAMPS = [f"2020010{day}T030000Z" for day in range(1, 10)]
 
@@ -408,11 +409,11 @@ def test_nothing_is_dumped_while_the_volume_is_not_mounted(
     assert not host.dump_dir.exists() or not list(host.dump_dir.iterdir())
 
 
-# --- the README's commands ----------------------------------------------------------------------
+# --- the documented commands (docs/operations.md) ---------------------------------------------
 
 
 def _readme_command(containing: str) -> str:
-    spans = re.findall(r"`([^`\n]+)`", README.read_text())
+    spans = re.findall(r"`([^`\n]+)`", OPERATIONS.read_text())
     [found] = [span for span in spans if containing in span and "docker exec" in span]
     return str(found)
 

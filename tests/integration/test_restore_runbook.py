@@ -1,4 +1,4 @@
-"""README's "Restoring a volume backup" works as written.
+"""docs/operations.md's "Restoring a volume backup" works as written.
 
 Its order is checked (nothing needs Docker between stopping it and the reboot; the volume is
 unmounted before it is detached, and backed up before it is deleted), its Pulumi and OCI lines
@@ -20,7 +20,7 @@ from dryrun.engine import ProgramRun, run_program
 from tests.helpers import command_script
 from tests.integration import daemons
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 ATTACHMENT_TYPE = "oci:Core/volumeAttachment:VolumeAttachment"
 VOLUME_TYPE = "oci:Core/volume:Volume"
 # The URN placeholders the runbook uses, and the resource each stands for.
@@ -34,7 +34,7 @@ DUMP = "litellm-20260101T030000Z.dump"
 
 
 def _steps() -> list[str]:
-    text = README.read_text()
+    text = OPERATIONS.read_text()
     start = text.index("### Restoring a volume backup")
     section = text[start : text.index("\n### ", start + 1)]
     return re.split(r"\n(?=\d+\. )", section)[1:]

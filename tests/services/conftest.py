@@ -25,7 +25,7 @@ MODELS = [
     {"name": "local", "model": "ollama/llama3", "apiBase": "http://10.0.1.20:11434"},
 ]
 WITH_MODELS = {"models": json.dumps(MODELS)}
-API_KEYS = {"modelApiKeys": json.dumps(MODEL_API_KEYS)}  # set with --secret, as the README says
+API_KEYS = {"modelApiKeys": json.dumps(MODEL_API_KEYS)}  # set with --secret, as documented
 
 
 @pytest.fixture(scope="session")

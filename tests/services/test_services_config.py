@@ -137,7 +137,7 @@ BAD = [
 def test_bad_services_setting_is_rejected_before_any_resource(
     overrides: dict[str, str], key: str, allowed: str
 ) -> None:
-    # Keys that hold secrets are set as the README says, with --secret.
+    # Keys that hold secrets are set as documented, with --secret.
     secrets = {k: v for k, v in overrides.items() if k in SECRET_SETTINGS}
     plain = {k: v for k, v in overrides.items() if k not in SECRET_SETTINGS}
     with pytest.raises(ProgramError) as failure:

@@ -2,7 +2,7 @@
 
 The image tags come from the program's own registrations (the images it pulls); the tested
 releases from the requirements files that install them. Where no package of the same release
-exists (Redis, PostgreSQL, node-exporter come from Debian), the README's Tests section lists
+exists (Redis, PostgreSQL, node-exporter come from Debian), docs/testing.md lists
 the deployed and tested versions instead.
 """
 
