@@ -56,9 +56,14 @@ READ: dict[str, Callable[[StackConfig], Any]] = {
     "ai-swarm:backups.dayOfWeek": lambda c: c.backups.day_of_week,
     "ai-swarm:backups.hourOfDay": lambda c: c.backups.hour_of_day,
     "ai-swarm:backups.offsiteDays": lambda c: c.backups.offsite.days,
+    "ai-swarm:replica.enabled": lambda c: c.replica.enabled,
 }
 # The other keys a key's values need (dayOfMonth: a monthly schedule).
-CONTEXT = {"ai-swarm:backups.dayOfMonth": setting("ai-swarm:backups.period", "ONE_MONTH")}
+CONTEXT = {
+    "ai-swarm:backups.dayOfMonth": setting("ai-swarm:backups.period", "ONE_MONTH"),
+    # The replica's volume fits the free 200 GB only with a data volume of 100 GB or less.
+    "ai-swarm:replica.enabled": setting("ai-swarm:dataVolumeGb", "100"),
+}
 READ_IN_CONTEXT = {"ai-swarm:backups.dayOfMonth": lambda c: c.backups.day_of_month}
 
 

@@ -157,8 +157,12 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     subnet_cidr = host_keys.subnet_cidr(subnet, vcn_cidr)
     host_size = host_keys.host_size(cfg, profile.host)
     ssh_public_key = host_keys.ssh_public_key(cfg)
-    boot_volume_gb = host_keys.volume_gb(cfg, "bootVolumeGb", 50, MIN_BOOT_VOLUME_GB)
-    data_volume_gb = host_keys.volume_gb(cfg, "dataVolumeGb", 150, MIN_BLOCK_VOLUME_GB)
+    boot_volume_gb = host_keys.volume_gb(
+        cfg, "bootVolumeGb", host_keys.DEFAULT_BOOT_VOLUME_GB, MIN_BOOT_VOLUME_GB
+    )
+    data_volume_gb = host_keys.volume_gb(
+        cfg, "dataVolumeGb", host_keys.DEFAULT_DATA_VOLUME_GB, MIN_BLOCK_VOLUME_GB
+    )
     replica = replica_settings(
         cfg, subnet_cidr, vcn_cidr, subnet_cidr.network_address + HOST_ADDRESS_INDEX
     )

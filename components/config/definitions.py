@@ -40,6 +40,7 @@ from components.config.host import (
     MIN_BOOT_VOLUME_GB,
     MIN_VCN_PREFIX,
 )
+from components.config.replica import MIN_EXTERNAL_PREFIX, REPLICA_ADDRESS_INDEX
 from components.config.services import (
     EXPOSE_UIS_DEFAULT,
     MIN_CONTAINER_MEMORY_MB,
@@ -478,6 +479,49 @@ DEFINITIONS: tuple[Definition, ...] = (
         allowed="an age X25519 public key, `age1…` (Bech32-checked)",
         replaces="the host step that installs the off-site uploader (it runs again with the "
         "new values)",
+    ),
+)
+
+
+_REPLICA_ON = (
+    _set("ai-swarm:dataVolumeGb", "100")
+    + "\n"
+    + _set("ai-swarm:replica.enabled", "true", path_flag=True)
+)
+DEFINITIONS += (
+    Definition(
+        key="ai-swarm:replica.enabled",
+        type="boolean",
+        doc="Adds the replica host, an x86_64 `VM.Standard.E2.1.Micro` holding a live "
+        "PostgreSQL logical replica of the A1's databases ([replica](replica.md)), and opens "
+        "the A1's Postgres to the replica's peers. The free 200 GB must then hold the A1's boot "
+        "and data volumes and the Micro's 50 GB boot volume: a data volume of at most 100 GB "
+        "with the default boot volume.",
+        example=_REPLICA_ON,
+        default=False,
+        choices=("true", "false"),
+    ),
+    Definition(
+        key="ai-swarm:replica.privateIp",
+        type="string (IPv4 address)",
+        doc="The Micro's fixed private address; refused while `replica.enabled` is false.",
+        example=_REPLICA_ON
+        + "\n"
+        + _set("ai-swarm:replica.privateIp", "10.0.1.20", path_flag=True),
+        default_text=f"the subnet's address + {REPLICA_ADDRESS_INDEX}",
+        allowed="an address of `subnetCidr` that OCI does not reserve (the first two, the last), "
+        "other than the A1 host's",
+    ),
+    Definition(
+        key="ai-swarm:replica.externalCidrs",
+        type="list of strings",
+        doc="Off-cloud subscribers (a Railway service, a home server) that may reach the A1's "
+        "Postgres too; refused while `replica.enabled` is false.",
+        example=_REPLICA_ON
+        + "\n"
+        + _set("'ai-swarm:replica.externalCidrs[0]'", "198.51.100.7/32", path_flag=True),
+        default_text="none",
+        allowed=f"IPv4 CIDRs outside `vcnCidr`, each /{MIN_EXTERNAL_PREFIX} or narrower",
     ),
 )
 
