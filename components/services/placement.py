@@ -141,7 +141,8 @@ def place_services(
         instance_id=host.instance_id,
         connection=host.connection,
         platform=spec.platform,
-        profile=config.profile.name,
+        allocations=spec.allocations,
+        private_ip=host.private_ip,
         settings=settings,
         ui_ip=ui_ip,
     )
