@@ -279,6 +279,8 @@ def seed_primary(
             "applications start once on it (they create their schema; `pulumi up` starts them) "
             "with the same image tags as before, then run seed-primary again"
         )
+    for db in DATABASES:
+        _check_publication(hosts.primary, db)
     occupied = _occupied(primary_rows)
     if occupied and not args.overwrite:
         raise OperatorError(
@@ -316,8 +318,6 @@ def seed_primary(
                 )
         for db in DATABASES:
             _copy(hosts, db, console)
-        for db in DATABASES:
-            _check_publication(hosts.primary, db)
         for db in DATABASES:
             _resubscribe(hosts.replica, db, console)
     finally:
