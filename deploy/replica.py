@@ -23,7 +23,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from components.backups import AS_SUPERUSER
-from components.replication import DATABASES, REPLICA_CONTAINER, subscription_name
+from components.replication import (
+    DATABASES,
+    MAX_SLOT_WAL_KEEP_SIZE_MB,
+    REPLICA_CONTAINER,
+    subscription_name,
+)
 from components.services.catalog import CATALOG
 from deploy.ports import OperatorError, RemoteShell
 from deploy.status import (
@@ -41,9 +46,9 @@ REPLICA_AT_RISK: Final = (
     "Oracle may stop the replica as idle; its boot volume, which holds the replica's data, is "
     "kept. Start it again (OCI Console, or `oci compute instance action --action START "
     "--instance-id <id>`) and its subscriptions resume from the WAL the primary's slots kept, "
-    "up to max_slot_wal_keep_size; `python -m deploy status` shows each slot's WAL status. A "
-    "slot that is `lost` cannot resume: see docs/replica.md (Schema changes and reconcile) "
-    "for the resynchronisation."
+    f"up to {MAX_SLOT_WAL_KEEP_SIZE_MB} MB each (`python -m deploy status` shows each slot's "
+    "WAL status). A slot that is `lost` cannot resume: the replica's reconcile (in `up`, and "
+    "every 15 minutes) then empties its tables and copies them anew from the primary."
 )
 
 # Bytes of WAL the subscriber has not yet confirmed, and the primary's measured replay lag,

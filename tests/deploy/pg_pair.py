@@ -8,7 +8,8 @@ and SQL run unchanged against the real servers.
 
 The schema is a small stand-in for what the applications create (a serial and an identity
 column, a table whose replica identity is a unique index, a foreign key, and the migration
-bookkeeping tables); the publication and the subscriptions are plain TCP, as the brief allows.
+bookkeeping tables). The primary's publication comes from its own reconcile script; the
+subscriptions are plain TCP (the brief allows it; the TLS link is tested with the renderers).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from components.replication import DATABASES, PUBLICATION, REPLICA_CONTAINER, subscription_name
+from components.replication import (
+    DATABASES,
+    PUBLICATION,
+    REPLICA_CONTAINER,
+    REPLICATOR_PASSWORD_ENV,
+    primary_reconcile_sql,
+    subscription_name,
+)
 from deploy.ports import ShellResult
 from deploy.replica import PRIMARY_CONTAINER
 from tests.integration import daemons
@@ -51,10 +59,6 @@ SCHEMA: Mapping[str, str] = {
         CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
         CREATE TABLE migratehistory (id serial PRIMARY KEY, name text NOT NULL);
     """,
-}
-PUBLISHED: Mapping[str, str] = {
-    "litellm": '"LiteLLM_SpendLogs"',
-    "openwebui": '"user", chat',
 }
 
 
@@ -92,19 +96,33 @@ def server(port: int | None = None) -> Iterator[Server]:
 def make_schema(target: Server) -> None:
     """The databases and the applications' tables, as their first start would leave them."""
     for database in DATABASES:
-        target.sql(f"CREATE DATABASE {database}")
+        # Each application's role owns its database (components.services.postgres).
+        target.sql(f"CREATE ROLE {database} LOGIN")
+        target.sql(f"CREATE DATABASE {database} OWNER {database}")
         target.sql(SCHEMA[database], database)
 
 
 def make_publisher(primary: Server) -> None:
-    """The replicator role, its read access and the publication, as the primary has them."""
-    primary.sql(f"CREATE ROLE replicator LOGIN REPLICATION PASSWORD '{REPLICATOR_PASSWORD}'")
-    for database in DATABASES:
-        primary.sql(
-            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO replicator; "
-            f"CREATE PUBLICATION {PUBLICATION} FOR TABLE {PUBLISHED[database]}",
-            database,
-        )
+    """The primary's own reconcile (components.replication): the replicator role, its read
+    access, replica identities and the publication, as `up` leaves them."""
+    env = {
+        "PATH": f"{daemons.PG_BIN}:/usr/bin:/bin",
+        "PGPASSWORD": primary.password,
+        REPLICATOR_PASSWORD_ENV: REPLICATOR_PASSWORD,
+        **primary.daemon.client_env(),
+    }
+    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", SUPERUSER, "-d", SUPERUSER]
+    done = subprocess.run(
+        [*argv, "-f", "-"],
+        input=primary_reconcile_sql(peer=False),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=daemons.COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"the primary's reconcile failed:\n{done.stdout}{done.stderr}")
 
 
 def subscribe(replica: Server, primary_port: int) -> None:
