@@ -228,6 +228,9 @@ class ContainerShell:
         with stdout.open("wb") as out:
             return self._run(command, None, out)
 
+    def close(self) -> None:
+        """Nothing to close (SshShell ends its shared connection here)."""
+
 
 def primary_shell(workdir: Path, primary: Server) -> ContainerShell:
     return ContainerShell(workdir / "primary", {PRIMARY_CONTAINER: primary})

@@ -4,16 +4,21 @@ sees."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
+from components.config import A1_HOST_KEY, REPLICA_HOST_KEY
 from components.replication import subscription_name
+from deploy import cli
 from deploy.cli import render_status
+from deploy.ports import OperatorError
 from deploy.replica import (
     LAG_WARN_BYTES,
     LAG_WARN_SECONDS,
@@ -135,6 +140,65 @@ def test_an_unreachable_replica_fails_with_the_reason(
     assert report.unreadable == (
         "replica subscriptions: Error: No such container: postgres-replica",
     )
+
+
+class TwoHostStack:
+    """The stack as `status` reads it: the A1 and the replica outputs, containers per host."""
+
+    def __init__(self) -> None:
+        self.hosts_asked: list[str | None] = []
+
+    def outputs(self) -> Mapping[str, Any]:
+        replica = {"instanceId": "ocid1.instance.replica", "publicIp": "192.0.2.11"}
+        return {"publicIp": "192.0.2.10", "instanceId": "ocid1.instance.a1", "replica": replica}
+
+    def config(self) -> Mapping[str, str]:
+        return {}
+
+    def deployed_containers(self, host: str | None = None) -> Sequence[str]:
+        self.hosts_asked.append(host)
+        return []
+
+
+def test_the_status_command_shows_the_replication_of_the_stack_s_two_hosts(
+    pair: tuple[pg_pair.Server, pg_pair.Server, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary, replica, workdir = pair
+    shells = {
+        ("192.0.2.10", "ocid1.instance.a1"): pg_pair.primary_shell(workdir, primary),
+        ("192.0.2.11", "ocid1.instance.replica"): pg_pair.replica_shell(workdir, replica),
+    }
+    stack = TwoHostStack()
+
+    @contextlib.contextmanager
+    def key(config: Mapping[str, str]) -> Iterator[Path]:
+        yield workdir / "id"
+
+    def no_cloud(config: Mapping[str, str]) -> None:
+        raise OperatorError("no OCI credentials in this test")
+
+    monkeypatch.setattr(cli, "open_stack", lambda name, create: stack)
+    monkeypatch.setattr(cli, "connect", no_cloud)
+    monkeypatch.setattr(cli, "identity_file", key)
+    monkeypatch.setattr(
+        cli, "SshShell", lambda host, instance, key, control: shells[host, instance]
+    )
+    # The A1's own checks are status's older part (tests/deploy/test_status.py).
+    monkeypatch.setattr(
+        cli, "collect_status", lambda *args, **kwargs: StatusReport(containers=(), checks=())
+    )
+    out = io.StringIO()
+    code = cli.main(["status"], console=Console(file=out, width=250, color_system=None))
+    text = out.getvalue()
+    assert code == 0, text
+    assert stack.hosts_asked == [A1_HOST_KEY, REPLICA_HOST_KEY]
+    assert "containers on replica (192.0.2.11)" in text
+    assert "enabled" in _line(text, LITELLM) and "reserved" in _line(text, OPENWEBUI)
+    replica.sql(f"ALTER SUBSCRIPTION {OPENWEBUI} DISABLE", "openwebui")
+    out = io.StringIO()
+    code = cli.main(["status"], console=Console(file=out, width=250, color_system=None))
+    assert code == 1
+    assert "disabled" in _line(out.getvalue(), OPENWEBUI)
 
 
 # ---------------------------------------------------------------------------------------------
