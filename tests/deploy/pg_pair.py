@@ -19,13 +19,14 @@ import secrets
 import shlex
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from components.replication import (
     DATABASES,
+    PEER_PASSWORD_ENV,
     PUBLICATION,
     REPLICA_CONTAINER,
     REPLICATOR_PASSWORD_ENV,
@@ -86,10 +87,15 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(port: int | None = None) -> Iterator[Server]:
+def server(
+    port: int | None = None,
+    uploads: Mapping[str, str] | None = None,
+    server_args: Sequence[str] = LOGICAL,
+) -> Iterator[Server]:
+    """A server as the image sets one up (logical WAL unless `server_args` say otherwise)."""
     password = "super-" + secrets.token_hex(8)
     envs = {"POSTGRES_USER": SUPERUSER, "POSTGRES_PASSWORD": password}
-    with daemons.postgres_like_image(envs, {}, LOGICAL, port=port) as daemon:
+    with daemons.postgres_like_image(envs, uploads or {}, server_args, port=port) as daemon:
         yield Server(daemon, password)
 
 
@@ -102,19 +108,22 @@ def make_schema(target: Server) -> None:
         target.sql(SCHEMA[database], database)
 
 
-def make_publisher(primary: Server) -> None:
-    """The primary's own reconcile (components.replication): the replicator role, its read
-    access, replica identities and the publication, as `up` leaves them."""
+def make_publisher(primary: Server, peer_password: str | None = None) -> None:
+    """The primary's own reconcile (components.replication): the replicator role (and the
+    peer's, given its password), their read access, replica identities and the publication, as
+    `up` leaves them."""
     env = {
         "PATH": f"{daemons.PG_BIN}:/usr/bin:/bin",
         "PGPASSWORD": primary.password,
         REPLICATOR_PASSWORD_ENV: REPLICATOR_PASSWORD,
         **primary.daemon.client_env(),
     }
+    if peer_password is not None:
+        env[PEER_PASSWORD_ENV] = peer_password
     argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", SUPERUSER, "-d", SUPERUSER]
     done = subprocess.run(
         [*argv, "-f", "-"],
-        input=primary_reconcile_sql(peer=False),
+        input=primary_reconcile_sql(peer=peer_password is not None),
         capture_output=True,
         text=True,
         env=env,
