@@ -133,6 +133,12 @@ SELECT coalesce(json_object_agg(format('%I.%I', schemaname, sequencename),
                                 coalesce(last_value, 0)), '{}')
 FROM pg_sequences;"""
 
+# Slots on the new primary with the replica's subscription names: the replica already follows it.
+SLOTS_SQL: Final = (
+    "SELECT coalesce(json_agg(slot_name ORDER BY slot_name), '[]') FROM pg_replication_slots "
+    f"WHERE slot_name = ANY ({_name_list([subscription_name(db) for db in DATABASES])})"
+)
+
 PUBLICATION_SQL: Final = (
     "SELECT coalesce(json_agg(format('%I.%I', schemaname, tablename)), '[]') "
     f"FROM pg_publication_tables WHERE pubname = {quote_literal(PUBLICATION)}"
@@ -281,6 +287,7 @@ def seed_primary(
         )
     for db in DATABASES:
         _check_publication(hosts.primary, db)
+    _check_not_followed(hosts.primary)
     occupied = _occupied(primary_rows)
     if occupied and not args.overwrite:
         raise OperatorError(
@@ -323,6 +330,10 @@ def seed_primary(
     finally:
         _docker(hosts.primary, "start", hosts.writers)
     console.print(f"started {escape(writers)}; the replica follows the new primary")
+    console.print(
+        "if you held the replica's reconcile (docs/replica.md, Disaster recovery, step 1), "
+        "release it now"
+    )
     return 0
 
 
@@ -379,6 +390,23 @@ def _check_publication(primary: DataShell, database: str) -> None:
         raise OperatorError(
             f"the new primary has no publication {PUBLICATION} with tables in {database}: "
             "run `python -m deploy up` (it reconciles the publication), then seed-primary again"
+        )
+
+
+def _check_not_followed(primary: DataShell) -> None:
+    """A slot of the replica's on the new primary means its reconcile already subscribed it
+    there, which empties the replica's tables and copies the new primary's: nothing is left to
+    seed from the replica then."""
+    try:
+        slots = query_json(primary, PRIMARY_CONTAINER, SLOTS_SQL, "slots on the primary")
+    except StatusReadError as error:
+        raise OperatorError(str(error)) from None
+    if slots:
+        raise OperatorError(
+            f"the replica already subscribes to the new primary (slots {', '.join(slots)}): its "
+            "reconcile ran against it and copied the new primary's tables, so the replica no "
+            "longer holds the old data. Restore from the off-site dumps instead "
+            "(restore-dump); docs/replica.md, Disaster recovery, step 1 keeps this from happening"
         )
 
 

@@ -172,7 +172,9 @@ def test_a_primary_with_rows_is_refused_declined_or_overwritten(scene: Scene) ->
     assert primary.sql(f"SELECT count(*) FROM {SPEND}", "litellm") == "4"
 
 
-def test_a_primary_without_the_schema_or_the_publication_is_refused(scene: Scene) -> None:
+def test_a_primary_without_the_schema_or_the_publication_or_already_followed_is_refused(
+    scene: Scene,
+) -> None:
     primary = scene.primary
     primary.sql("ALTER TABLE chat RENAME TO chat_elsewhere", "openwebui")
     with pytest.raises(
@@ -181,6 +183,13 @@ def test_a_primary_without_the_schema_or_the_publication_is_refused(scene: Scene
         _seed(scene, "--yes")
     primary.sql("ALTER TABLE chat_elsewhere RENAME TO chat; DROP PUBLICATION ai_swarm", "openwebui")
     with pytest.raises(OperatorError, match="no publication ai_swarm with tables in openwebui"):
+        _seed(scene, "--yes")
+    pg_pair.make_publisher(primary)
+    # The replica's reconcile got to the new primary first (it made its slot there).
+    primary.sql("SELECT pg_create_logical_replication_slot('ai_swarm_litellm', 'pgoutput')")
+    with pytest.raises(
+        OperatorError, match=r"already subscribes to the new primary \(slots ai_swarm_litellm\)"
+    ):
         _seed(scene, "--yes")
     assert scene.primary_shell.docker_calls == []
 
