@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from pulumi import automation as auto
 
+from components.services.base import HOST_LABEL
 from components.ssh import SSH_USER, known_hosts_options
 from deploy.plan import data_volume_domain, preview_from_events
 from deploy.ports import OperatorError, Preview, PulumiUpError, ShellResult
@@ -118,13 +119,16 @@ class AutomationStack:
     def config(self) -> Mapping[str, str]:
         return {key: str(entry.value) for key, entry in self._all_config().items()}
 
-    def deployed_containers(self) -> Sequence[str]:
+    def deployed_containers(self, host: str | None = None) -> Sequence[str]:
         deployment = self._read(self._stack.export_stack).deployment or {}
         names: list[str] = []
         for resource in deployment.get("resources", []):
             if resource.get("type") != CONTAINER_TYPE:
                 continue
-            name = (resource.get("outputs") or {}).get("name")
+            outputs = resource.get("outputs") or {}
+            name = outputs.get("name")
+            if host is not None and container_host(outputs) not in (host, None):
+                continue
             if isinstance(name, str) and name:
                 names.append(name.lstrip("/"))
         return names
@@ -139,6 +143,15 @@ class AutomationStack:
             return call()
         except auto.CommandError as error:
             raise OperatorError(f"pulumi failed: {_cli_error(error)}") from None
+
+
+def container_host(outputs: Mapping[str, Any]) -> str | None:
+    """The host key a container's `ai-swarm.host` label names (None when it has none)."""
+    for label in outputs.get("labels") or []:
+        if isinstance(label, Mapping) and label.get("label") == HOST_LABEL:
+            value = label.get("value")
+            return value if isinstance(value, str) else None
+    return None
 
 
 def _cli_error(error: Exception) -> str:
@@ -209,6 +222,15 @@ class SshShell:
         except subprocess.TimeoutExpired:
             return ShellResult(255, "", f"timed out after {SSH_TIMEOUT_SECONDS}s: {command}")
         return ShellResult(done.returncode, done.stdout, done.stderr)
+
+    def run_to_file(self, command: str, stdout: Path) -> ShellResult:
+        """`command` with its standard output written to the local file `stdout` (no timeout:
+        a dump takes as long as the database is large)."""
+        with stdout.open("wb") as out:
+            done = subprocess.run(
+                [*self._base, "--", command], stdout=out, stderr=subprocess.PIPE, check=False
+            )
+        return ShellResult(done.returncode, "", done.stderr.decode(errors="replace"))
 
     def run_input(self, command: str, stdin: Path) -> ShellResult:
         """`command` with the local file `stdin` as its standard input (no timeout: a restore

@@ -1,11 +1,13 @@
-"""`python -m deploy up | status | idle-check | images | restore-dump`: argument parsing, wiring
-and the tables.
+"""`python -m deploy up | status | idle-check | images | restore-dump | seed-primary |
+peer-subscription`: argument parsing, wiring and the tables.
 
-Exit status: `up` 0 deployed, 1 stopped, 2 deadline passed; `status` 0 healthy, 1 anything
-unhealthy; `idle-check` 0 not at risk, 1 at risk or cannot tell; `images` 0 every image
-passed, 1 one failed; `restore-dump` 0 listed or restored, 1 not. Any command exits 1 when it
-cannot start (no Pulumi CLI, a missing stack output, unusable credentials); argparse's usage
-errors exit 2.
+Exit status: `up` 0 deployed, 1 stopped, 2 deadline passed; `status` 0 healthy (warnings
+included), 1 anything unhealthy on either host or in the replication; `idle-check` 0 every
+instance not at risk, 1 any instance at risk or cannot tell; `images` 0 every image passed, 1
+one failed; `restore-dump` 0 listed or restored, 1 not; `seed-primary` 0 seeded and
+resubscribed, 1 refused, declined or failed; `peer-subscription` 0 printed, 1 no peer
+configured. Any command exits 1 when it cannot start (no Pulumi CLI, a missing stack output,
+unusable credentials); argparse's usage errors exit 2.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import random
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,32 +25,49 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from components.config import A1_HOST_KEY, REPLICA_HOST_KEY
 from deploy.adapters import SshShell, SystemClock, identity_file, open_stack
 from deploy.durations import format_duration, parse_duration
 from deploy.idle import IDLE_BELOW_PERCENT, WINDOW, IdleReport, Verdict, idle_report
 from deploy.images import ImagesReport, run_images_check
 from deploy.oci_cloud import connect
 from deploy.offsite import add_restore_parser, connect_store, run_restore, with_offsite
+from deploy.peer import add_peer_parser, run_peer
 from deploy.ports import Cloud, CloudError, OperatorError
+from deploy.recovery import add_seed_parser, run_seed
 from deploy.registry import DxfRegistry, Registry
+from deploy.replica import (
+    REPLICA_AT_RISK,
+    ReplicaStatus,
+    collect_replica_status,
+    render_replication,
+    replica_output,
+)
 from deploy.retry import (
     AVAILABILITY_DOMAIN_KEY,
     CapacityRetry,
     RetrySettings,
     plan_domains,
 )
-from deploy.status import Level, StatusReadError, StatusReport, collect_status
+from deploy.status import (
+    LEVEL_STYLE,
+    ContainerStatus,
+    Level,
+    StatusReadError,
+    StatusReport,
+    collect_status,
+)
 
 DEFAULT_STACK: Final = "oracle"
 EXIT_CANNOT_START: Final = 1
-_LEVEL_STYLE: Final = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m deploy",
         description="Operate the ai-swarm stack: deploy through A1 capacity shortages, check "
-        "its health, Oracle's idle rule and its images, and restore an off-site dump.",
+        "its health, Oracle's idle rule and its images, restore an off-site dump, seed a new "
+        "primary from the replica, and subscribe an off-cloud peer.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -105,23 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="containers, Vault, /mnt/data and backups on the host",
+        help="containers, Vault, /mnt/data, backups and the replication",
         description="Over SSH with the stack's key: each container's state, health, restarts, "
         "memory against its limit and CPU; Vault's seal; /mnt/data use; the newest backups. "
-        "Exit 1 when anything is unhealthy.",
+        "With a replica: its containers, each subscription (enabled, apply and sync errors, "
+        "lag) and each slot on the primary (WAL status, WAL retained). Exit 1 when anything "
+        "is unhealthy.",
     )
     _stack_option(status)
 
     idle = commands.add_parser(
         "idle-check",
-        help="would Oracle reclaim the instance as idle?",
-        description="Read the last 7 days from OCI Monitoring and apply Oracle's Always Free "
-        "idle rule (CPU p95, network and memory all under 20%%). Exit 0 not at risk, 1 at "
-        "risk or cannot tell.",
+        help="would Oracle reclaim an instance as idle?",
+        description="For each instance of the stack (the A1 and, when enabled, the replica): "
+        "read the last 7 days from OCI Monitoring and apply Oracle's Always Free idle rule "
+        "(CPU p95, network and, on A1, memory all under 20%%). Exit 0 when no instance is at "
+        "risk, 1 when one is at risk or cannot be told.",
     )
     _stack_option(idle)
     _images_parser(commands)
     add_restore_parser(commands, _stack_option)
+    add_seed_parser(commands, _stack_option)
+    add_peer_parser(commands, _stack_option)
     return parser
 
 
@@ -148,16 +172,17 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             f"--max-delay {format_duration(args.max_delay)}"
         )
     out = console or Console(highlight=False)
+    runners: dict[str, Callable[[argparse.Namespace, Console], int]] = {
+        "up": run_up,
+        "status": lambda a, c: run_status(a.stack, c),
+        "idle-check": lambda a, c: run_idle_check(a.stack, c),
+        "images": run_images,
+        "restore-dump": run_restore,
+        "seed-primary": run_seed,
+        "peer-subscription": run_peer,
+    }
     try:
-        if args.command == "up":
-            return run_up(args, out)
-        if args.command == "status":
-            return run_status(args.stack, out)
-        if args.command == "images":
-            return run_images(args, out)
-        if args.command == "restore-dump":
-            return run_restore(args, out)
-        return run_idle_check(args.stack, out)
+        return runners[args.command](args, out)
     except OperatorError as error:
         out.print(f"[red]error[/]: {escape(str(error))}", soft_wrap=True)
         return EXIT_CANNOT_START
@@ -245,7 +270,9 @@ def run_status(stack_name: str, console: Console) -> int:
         volume_id: str | None = require_output(outputs, "dataVolumeId")
     except OperatorError as error:
         volume_id, unavailable = None, str(error)
-    expected = stack.deployed_containers()
+    replica = replica_output(outputs)
+    expected = stack.deployed_containers(A1_HOST_KEY)
+    replica_part: ReplicaStatus | None = None
     with identity_file(config) as key, tempfile.TemporaryDirectory(prefix="ai-swarm-") as control:
         shell = SshShell(host, instance_id, key, Path(control))
         try:
@@ -260,13 +287,23 @@ def run_status(stack_name: str, console: Console) -> int:
             if outputs.get("offsiteBucket"):
                 store = lambda: connect_store(config, outputs)  # noqa: E731
                 report = with_offsite(report, shell, store, SystemClock().now())
+            if replica is not None:
+                micro = SshShell(replica["publicIp"], replica["instanceId"], key, Path(control))
+                try:
+                    expected_there = stack.deployed_containers(REPLICA_HOST_KEY)
+                    replica_part = collect_replica_status(shell, micro, expected_there)
+                finally:
+                    micro.close()
         except StatusReadError as error:
             console.print(f"[red]error[/]: {escape(str(error))}")
             return 1
         finally:
             shell.close()
-    render_status(report, console, f"{stack_name} ({host})")
-    return report.exit_code
+    replica_shown = None
+    if replica is not None and replica_part is not None:
+        replica_shown = (f"replica ({replica['publicIp']})", replica_part)
+    level = render_status(report, console, f"{stack_name} ({host})", replica_shown)
+    return 1 if level is Level.FAIL else 0
 
 
 def _optional_cloud(config: Mapping[str, str]) -> tuple[Cloud | None, str | None]:
@@ -276,12 +313,46 @@ def _optional_cloud(config: Mapping[str, str]) -> tuple[Cloud | None, str | None
         return None, str(error)
 
 
-def render_status(report: StatusReport, console: Console, title: str) -> None:
+def render_status(
+    report: StatusReport,
+    console: Console,
+    title: str,
+    replica: tuple[str, ReplicaStatus] | None = None,
+) -> Level:
+    """The host's containers and checks, the replica's part (titled), then the verdict over
+    all of it, which is returned."""
+    render_containers(report.containers, console, title)
+    checks = Table(title="host", title_justify="left")
+    checks.add_column("check")
+    checks.add_column("")
+    checks.add_column("detail")
+    for check in report.checks:
+        style = LEVEL_STYLE[check.level]
+        checks.add_row(
+            escape(check.subject), f"[{style}]{check.level.name.lower()}[/]", escape(check.summary)
+        )
+    console.print(checks)
+    level = report.level
+    if replica is not None:
+        replica_title, part = replica
+        render_containers(part.containers, console, replica_title)
+        render_replication(part.replication, console)
+        level = max(level, part.level)
+    verdict = {
+        Level.OK: "[green]healthy[/]",
+        Level.WARN: "[yellow]healthy, with warnings[/]",
+        Level.FAIL: "[red]unhealthy[/]",
+    }[level]
+    console.print(verdict)
+    return level
+
+
+def render_containers(containers: Sequence[ContainerStatus], console: Console, title: str) -> None:
     table = Table(title=f"containers on {escape(title)}", title_justify="left")
     for column in ("container", "state", "health", "restarts", "memory", "CPU"):
         table.add_column(column, justify="right" if column in ("restarts",) else "left")
-    for row in report.containers:
-        style = _LEVEL_STYLE[row.level]
+    for row in containers:
+        style = LEVEL_STYLE[row.level]
         table.add_row(
             f"[{style}]{escape(row.name)}[/]",
             escape(row.state),
@@ -291,22 +362,6 @@ def render_status(report: StatusReport, console: Console, title: str) -> None:
             _cpu_cell(row.cpu_percent, row.cpu_limit),
         )
     console.print(table)
-    checks = Table(title="host", title_justify="left")
-    checks.add_column("check")
-    checks.add_column("")
-    checks.add_column("detail")
-    for check in report.checks:
-        style = _LEVEL_STYLE[check.level]
-        checks.add_row(
-            escape(check.subject), f"[{style}]{check.level.name.lower()}[/]", escape(check.summary)
-        )
-    console.print(checks)
-    verdict = {
-        Level.OK: "[green]healthy[/]",
-        Level.WARN: "[yellow]healthy, with warnings[/]",
-        Level.FAIL: "[red]unhealthy[/]",
-    }[report.level]
-    console.print(verdict)
 
 
 def _memory_cell(used: int | None, limit: int | None) -> str:
@@ -329,22 +384,39 @@ def _cpu_cell(percent: float | None, limit: float | None) -> str:
 
 
 def run_idle_check(stack_name: str, console: Console) -> int:
+    """One verdict per instance of the stack; the exit code is the worst one's."""
     stack = open_stack(stack_name, create=False)
-    instance_id = require_output(stack.outputs(), "instanceId")
+    outputs = stack.outputs()
+    instances = [("A1 host", require_output(outputs, "instanceId"), A1_AT_RISK)]
+    replica = replica_output(outputs)
+    if replica is not None:
+        instances.append(("replica", str(replica["instanceId"]), REPLICA_AT_RISK))
     cloud = connect(stack.config())
-    try:
-        report = idle_report(cloud, instance_id, SystemClock().now())
-    except CloudError as error:
-        console.print(f"[red]error[/]: {escape(str(error))}")
-        return 1
-    render_idle(report, console)
-    return report.exit_code
+    worst = 0
+    for label, instance_id, advice in instances:
+        try:
+            report = idle_report(cloud, instance_id, SystemClock().now())
+        except CloudError as error:
+            console.print(f"[red]error[/] ({label}): {escape(str(error))}")
+            worst = 1
+            continue
+        render_idle(report, console, label, advice)
+        worst = max(worst, report.exit_code)
+    return worst
 
 
-def render_idle(report: IdleReport, console: Console) -> None:
+A1_AT_RISK: Final = (
+    "Oracle may stop this Always Free instance as idle. See the README (Operations) for your "
+    "options; do not burn CPU to dodge the rule."
+)
+
+
+def render_idle(
+    report: IdleReport, console: Console, label: str = "", advice: str = A1_AT_RISK
+) -> None:
     days = WINDOW.days
     table = Table(
-        title=f"Oracle's idle rule over the last {days} days "
+        title=f"{label + ': ' if label else ''}Oracle's idle rule over the last {days} days "
         f"({report.window_start:%Y-%m-%d %H:%M} to {report.window_end:%Y-%m-%d %H:%M} UTC)",
         title_justify="left",
     )
@@ -360,11 +432,10 @@ def render_idle(report: IdleReport, console: Console) -> None:
     history_days = report.history.total_seconds() / 86400
     if history_days < days - 0.5:
         console.print(f"only {history_days:.1f} days of data so far")
+    figures = ", ".join(figure.name for figure in report.figures)
     if report.verdict is Verdict.AT_RISK:
         console.print(
-            f"[red]AT RISK[/]: CPU, network and memory are all under {IDLE_BELOW_PERCENT:g}%; "
-            "Oracle may stop this Always Free instance as idle. See the README (Operations) "
-            "for your options; do not burn CPU to dodge the rule."
+            f"[red]AT RISK[/]: {figures} all under {IDLE_BELOW_PERCENT:g}%; {escape(advice)}"
         )
     elif report.verdict is Verdict.NOT_AT_RISK:
         busy = [f.name for f in report.figures if f.idle is False]

@@ -2,7 +2,8 @@
 
 Oracle's rule (Always Free Resources, "Idle Always Free compute instances"): over 7 days, CPU
 utilisation for the 95th percentile, network utilisation and (A1 only) memory utilisation are all
-under 20%. Oracle names a statistic only for CPU; for network and memory this reads
+under 20%. Memory counts for A1 shapes only: the Micro (E2.1.Micro) is judged on CPU and network
+alone. Oracle names a statistic only for CPU; for network and memory this reads
 "utilisation" as the 7-day average. Network utilisation is the busier direction's rate as a share
 of the instance's bandwidth (OCI reports it per instance; 1 Gbps per OCPU when it does not).
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from components.sizing import A1_SHAPE, E2_MICRO_SHAPE
 from deploy.ports import Cloud, MetricSeries
 
 WINDOW: Final = timedelta(days=7)
@@ -28,6 +30,9 @@ INTERVAL: Final = "5m"
 # Assumed for A1 when the instance does not report its bandwidth (an inference from Oracle's
 # compute shapes table, which gives A1.Flex 1 Gbps per OCPU).
 A1_GBPS_PER_OCPU: Final = 1.0
+# Assumed for the E2.1.Micro when it does not report its bandwidth: 0.48 Gbps, the shape's
+# figure in Oracle's shape table (as third parties quote it; not read from OCI here).
+FIXED_GBPS: Final = {E2_MICRO_SHAPE: 0.48}
 
 
 class Verdict(enum.Enum):
@@ -57,6 +62,7 @@ class IdleReport:
     bandwidth_reported: bool
     figures: tuple[Figure, ...]
     history: timedelta  # span between the first and last data point seen
+    shape: str = ""
 
     @property
     def verdict(self) -> Verdict:
@@ -117,6 +123,11 @@ def network_percent(
     ]
 
 
+def memory_counts(shape: str) -> bool:
+    """Oracle's memory criterion applies to A1 instances (kept when the shape is not known)."""
+    return shape in ("", A1_SHAPE)
+
+
 def idle_report(cloud: Cloud, instance_id: str, now: datetime) -> IdleReport:
     """Read the last 7 days from OCI Monitoring and compute Oracle's three figures."""
     facts = cloud.instance(instance_id)
@@ -132,13 +143,14 @@ def idle_report(cloud: Cloud, instance_id: str, now: datetime) -> IdleReport:
     bytes_out = _merged(series("NetworksBytesOut", "rate"), "sum")
 
     reported = facts.networking_bandwidth_gbps is not None and facts.networking_bandwidth_gbps > 0
-    bandwidth = (
-        float(facts.networking_bandwidth_gbps or 0) if reported else facts.ocpus * A1_GBPS_PER_OCPU
-    )
+    if reported:
+        bandwidth = float(facts.networking_bandwidth_gbps or 0)
+    else:
+        bandwidth = FIXED_GBPS.get(facts.shape, facts.ocpus * A1_GBPS_PER_OCPU)
     network = network_percent(bytes_in, bytes_out, bandwidth) if bandwidth > 0 else []
     cpu_values = list(cpu.values())
     stamps = sorted(set(cpu) | set(memory) | set(bytes_in) | set(bytes_out))
-    figures = (
+    figures: tuple[Figure, ...] = (
         Figure(
             "CPU",
             "95th percentile",
@@ -146,8 +158,9 @@ def idle_report(cloud: Cloud, instance_id: str, now: datetime) -> IdleReport:
             len(cpu_values),
         ),
         Figure("network", "7-day average", _mean(network), len(network)),
-        Figure("memory", "7-day average", _mean(list(memory.values())), len(memory)),
     )
+    if memory_counts(facts.shape):
+        figures += (Figure("memory", "7-day average", _mean(list(memory.values())), len(memory)),)
     return IdleReport(
         instance_id=instance_id,
         window_start=start,
@@ -156,4 +169,5 @@ def idle_report(cloud: Cloud, instance_id: str, now: datetime) -> IdleReport:
         bandwidth_reported=reported,
         figures=figures,
         history=(stamps[-1] - stamps[0]) if stamps else timedelta(0),
+        shape=facts.shape,
     )

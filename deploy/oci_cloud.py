@@ -107,6 +107,7 @@ class OciCloud:
             compartment_id=str(data.compartment_id),
             ocpus=float(getattr(shape, "ocpus", 0) or 0),
             networking_bandwidth_gbps=float(bandwidth) if bandwidth else None,
+            shape=str(data.shape or ""),
         )
 
     def volume_backups(self, volume_id: str) -> Sequence[VolumeBackupFact]:

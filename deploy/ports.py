@@ -68,8 +68,9 @@ class StackReader(Protocol):
     def config(self) -> Mapping[str, str]:
         """Every config value by full key (`oci:region`), secrets decrypted: never print them."""
 
-    def deployed_containers(self) -> Sequence[str]:
-        """Names of the Docker containers the stack's state holds."""
+    def deployed_containers(self, host: str | None = None) -> Sequence[str]:
+        """Names of the Docker containers the stack's state holds: of the host with this key
+        when given (a container without a host label counts for every host)."""
 
 
 class Clock(Protocol):
@@ -105,6 +106,7 @@ class InstanceFacts:
     compartment_id: str
     ocpus: float
     networking_bandwidth_gbps: float | None  # as OCI reports it for this instance
+    shape: str = ""  # e.g. VM.Standard.A1.Flex; empty when not known
 
 
 @dataclass(frozen=True)

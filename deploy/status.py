@@ -62,6 +62,9 @@ class Level(enum.IntEnum):
     FAIL = 2
 
 
+LEVEL_STYLE: Final = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
+
+
 @dataclass(frozen=True)
 class ContainerStatus:
     name: str
@@ -306,17 +309,7 @@ def collect_status(
     cloud_unavailable: str | None = None,
 ) -> StatusReport:
     """Everything `status` shows; raises `StatusReadError` when Docker cannot be read at all."""
-    inspected = shell.run(DOCKER_INSPECT)
-    if inspected.exit_code != 0:
-        raise StatusReadError(
-            f"docker inspect failed ({inspected.exit_code}): {_last_line(inspected.stderr)}"
-        )
-    stats = shell.run(DOCKER_STATS)
-    containers = container_statuses(
-        parse_inspect(inspected.stdout),
-        parse_stats(stats.stdout) if stats.exit_code == 0 else {},
-        expected_containers,
-    )
+    containers = read_containers(shell, expected_containers)
     disk = shell.run(DATA_DISK)
     dumps = shell.run(LOGICAL_BACKUPS)
     checks = (
@@ -326,6 +319,24 @@ def collect_status(
         volume_backup_check(cloud, data_volume_id, now, cloud_unavailable),
     )
     return StatusReport(containers=containers, checks=checks)
+
+
+def read_containers(
+    shell: RemoteShell, expected_containers: Sequence[str]
+) -> tuple[ContainerStatus, ...]:
+    """The host's containers (`container_statuses`); `StatusReadError` when Docker cannot be
+    read at all."""
+    inspected = shell.run(DOCKER_INSPECT)
+    if inspected.exit_code != 0:
+        raise StatusReadError(
+            f"docker inspect failed ({inspected.exit_code}): {_last_line(inspected.stderr)}"
+        )
+    stats = shell.run(DOCKER_STATS)
+    return container_statuses(
+        parse_inspect(inspected.stdout),
+        parse_stats(stats.stdout) if stats.exit_code == 0 else {},
+        expected_containers,
+    )
 
 
 def _vault(shell: RemoteShell, expected_containers: Sequence[str]) -> Check:

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
+from components.config import A1_HOST_KEY, REPLICA_HOST_KEY
+from components.services.base import HOST_LABEL
 from deploy.adapters import (
+    CONTAINER_TYPE,
     POLICY_PACK_DIR,
     PULUMI_INSTALL_URL,
     AutomationStack,
@@ -153,6 +156,37 @@ def test_outputs_and_deployed_containers() -> None:
     stack = wrap(FakeAutoStack())
     assert stack.outputs() == {"publicIp": "192.0.2.10"}
     assert list(stack.deployed_containers()) == ["postgres", "vault"]
+
+
+def test_deployed_containers_of_one_host_follow_the_host_label() -> None:
+    def labelled(name: str, host: str) -> dict[str, object]:
+        labels = [{"label": "ai-swarm.instance", "value": "ocid1"}]
+        labels.append({"label": HOST_LABEL, "value": host})
+        return {"type": CONTAINER_TYPE, "outputs": {"name": name, "labels": labels}}
+
+    class TwoHosts(FakeAutoStack):
+        def export_stack(self) -> auto.Deployment:
+            resources = [
+                labelled("postgres", A1_HOST_KEY),
+                labelled("node-exporter", A1_HOST_KEY),
+                labelled("postgres-replica", REPLICA_HOST_KEY),
+                labelled("node-exporter", REPLICA_HOST_KEY),
+                {"type": CONTAINER_TYPE, "outputs": {"name": "unlabelled"}},
+            ]
+            return auto.Deployment(version=3, deployment={"resources": resources})
+
+    stack = wrap(TwoHosts())
+    assert list(stack.deployed_containers(A1_HOST_KEY)) == [
+        "postgres",
+        "node-exporter",
+        "unlabelled",
+    ]
+    assert list(stack.deployed_containers(REPLICA_HOST_KEY)) == [
+        "postgres-replica",
+        "node-exporter",
+        "unlabelled",
+    ]
+    assert len(stack.deployed_containers()) == 5
 
 
 def test_opening_a_stack_without_the_cli_names_the_install_page(

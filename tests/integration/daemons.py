@@ -457,6 +457,9 @@ class _Cluster:
     def write(self, directory: Path, name: str, content: str) -> Path:
         path = directory / name
         path.write_text(content)
+        # The server's own and private, as the image's secret uploads are: PostgreSQL refuses
+        # a TLS key that others can read.
+        path.chmod(0o600)
         _chown_to_postgres(path)
         return path
 
@@ -571,7 +574,10 @@ def _run_init_files(
 
 @contextlib.contextmanager
 def postgres_like_image(
-    envs: Mapping[str, str], uploads: Mapping[str, str], server_args: Sequence[str]
+    envs: Mapping[str, str],
+    uploads: Mapping[str, str],
+    server_args: Sequence[str],
+    port: int | None = None,
 ) -> Iterator[PostgresDaemon]:
     """A cluster set up the way the official postgres image's entrypoint sets one up.
 
@@ -579,7 +585,8 @@ def postgres_like_image(
     HOST_AUTH_METHOD), `uploads` its files by container path (those in /docker-entrypoint-initdb.d
     run once after initdb), `server_args` the container command after `postgres`; container
     paths in them are mapped to the copies here. The server listens on loopback TCP only, on an
-    ephemeral port, and on a socket in its own directory.
+    ephemeral port (or `port`: a new server where an old one was), and on a socket in its own
+    directory.
     """
     for program in ("initdb", "pg_ctl", "postgres"):
         require_program(PG_BIN / program)
@@ -594,7 +601,7 @@ def postgres_like_image(
         args = _map_paths(server_args, files)
         _initdb(cluster, settings)
         _append_image_hba_line(cluster, settings, args)
-        daemon = PostgresDaemon(free_port(), cluster.socket_dir, files)
+        daemon = PostgresDaemon(port or free_port(), cluster.socket_dir, files)
         _start(cluster, daemon.port, args)
         try:
             _create_database(daemon, settings)
