@@ -406,8 +406,8 @@ def run_idle_check(stack_name: str, console: Console) -> int:
 
 
 A1_AT_RISK: Final = (
-    "Oracle may stop this Always Free instance as idle. See the README (Operations) for your "
-    "options; do not burn CPU to dodge the rule."
+    "Oracle may stop this Always Free instance as idle. See docs/operations.md (idle-check) for "
+    "your options; do not burn CPU to dodge the rule."
 )
 
 

@@ -11,6 +11,7 @@ of one code block applied in order.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import shlex
@@ -177,7 +178,10 @@ def _commands(prefix: str) -> Iterator[Shown]:
 
 
 def _words(shown: Shown) -> list[str]:
-    return shlex.split(shown.text, comments=True)
+    """The command's words, up to a shell operator (`> file`, `&& next`, `| pager`)."""
+    lexer = shlex.shlex(shown.text, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    return list(itertools.takewhile(lambda word: word.strip("();<>|&") != "", lexer))
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
