@@ -394,6 +394,12 @@ def test_the_primary_admits_the_replicator_only_with_tls_and_only_to_the_replica
         admitted = login(replication.REPLICATOR, "litellm")
         assert admitted.returncode == 0, admitted.stderr
         assert admitted.stdout.strip() == "TLSv1.3"
+        # A CA path with a space and a quote reaches libpq intact.
+        odd = pair.passfile.with_name("a dir") / "o'ca.crt"
+        odd.parent.mkdir()
+        odd.write_text(pair.tls.ca_pem)
+        ca = odd
+        assert login(replication.REPLICATOR, "litellm").stdout.strip() == "TLSv1.3"
         plain = login(replication.REPLICATOR, "litellm", sslmode="disable")
         assert "no pg_hba.conf entry" in plain.stderr and "no encryption" in plain.stderr
         # The superuser's own database is not replicated, so not admitted.
@@ -615,3 +621,53 @@ def test_a_dropped_column_copies_the_table_again_while_rows_keep_arriving() -> N
         wait_for(caught_up(pair, "litellm", "notes", "id"), "the rows written meanwhile")
         assert columns(pair.subscriber, "litellm") == columns(pair.primary, "litellm")
         assert errors(pair, "litellm") == (0, 0)
+
+
+def pg_ctl(server: Server, *args: str) -> None:
+    cluster = server.daemon.socket_dir.parent
+    argv = [str(daemons.PG_BIN / "pg_ctl"), "-D", str(cluster / "data"), *args]
+    done = subprocess.run(
+        [RUNUSER, "-u", daemons.POSTGRES_OS_USER, "--", *argv],
+        capture_output=True,
+        text=True,
+        timeout=daemons.COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_dead_subscriber_loses_its_slot_at_the_bound_and_reconcile_copies_anew() -> None:
+    with started_pair(wal_keep_mb=TINY_WAL_KEEP_MB) as pair:
+        pair.app_sql("litellm", "CREATE TABLE events (id serial PRIMARY KEY, body text)")
+        pair.app_sql("litellm", "INSERT INTO events (body) VALUES ('before')")
+        pair.reconcile()
+        wait_for(caught_up(pair, "litellm", "events", "id"), "initial copy")
+        slot = (
+            "SELECT active, wal_status, pg_current_wal_lsn() - restart_lsn FROM "
+            f"pg_replication_slots WHERE slot_name = '{replication.subscription_name('litellm')}'"
+        )
+        # The replica's host dies; the primary keeps taking writes and checkpoints.
+        pg_ctl(pair.subscriber, "stop", "-m", "immediate", "-w")
+        wait_for(lambda: pair.primary.sql(slot).startswith("f|"), "the slot inactive")
+        for _ in range(3 * TINY_WAL_KEEP_MB * 1024 * 1024 // WAL_SEGMENT_BYTES):
+            pair.app_sql("litellm", "INSERT INTO events (body) SELECT 'while away'")
+            pair.primary.sql("SELECT pg_switch_wal()")
+        pair.primary.sql("CHECKPOINT")
+        # The slot holds no WAL back any more: the bound, not the replica, decides.
+        assert pair.primary.sql(slot) == "f|lost|"
+        # The replica comes back: the reconcile starts its subscription afresh with a new copy.
+        pg_ctl(pair.subscriber, "restart", "-w", "-l", str(pair.passfile.with_name("again.log")))
+        done = pair.reconcile_subscriber()
+        assert done.returncode == 0, done.stderr
+        assert "is lost: copying litellm anew" in done.stderr
+        pair.app_sql("litellm", "INSERT INTO events (body) VALUES ('after')")
+        wait_for(caught_up(pair, "litellm", "events", "id"), "the table copied anew")
+        assert pair.primary.sql(slot).split("|")[:2] == ["t", "reserved"]
+        assert errors(pair, "litellm") == (0, 0)
+
+
+def test_the_subscriber_script_passes_shellcheck_as_posix_sh(tmp_path: Path) -> None:
+    # The replica image's /bin/sh is busybox ash: no bash features may slip in.
+    script = replication.subscriber_reconcile_script("10.0.0.2")
+    result = daemons.shellcheck(script, "sh", tmp_path)
+    assert result.returncode == 0, result.stdout
