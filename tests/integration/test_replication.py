@@ -63,6 +63,7 @@ REPLICATION_TIMEOUT_S = 90.0
 TINY_WAL_KEEP_MB = 32
 WAL_SEGMENT_BYTES = 16 * 1024 * 1024
 RUNUSER = daemons.require_program("runuser")
+BUSYBOX = daemons.require_program("busybox")
 TLS_VERSION = "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
 
@@ -181,7 +182,9 @@ class Pair:
         )
 
     def reconcile_subscriber(self) -> subprocess.CompletedProcess[str]:
-        """The rendered script, run by `sh` as the server's OS user, as in the container."""
+        """The rendered script, run by busybox's `sh` (the alpine image's /bin/sh) as the
+        server's OS user, as in the container."""
+        script = self.subscriber_script()
         env = {
             "PATH": "/usr/bin:/bin",
             "PGHOST": str(self.subscriber.daemon.socket_dir),
@@ -191,7 +194,7 @@ class Pair:
             replication.REPLICATOR_PASSWORD_ENV: self.replicator_password,
         }
         return subprocess.run(
-            [RUNUSER, "-u", daemons.POSTGRES_OS_USER, "--", "sh", "-c", self.subscriber_script()],
+            [RUNUSER, "-u", daemons.POSTGRES_OS_USER, "--", BUSYBOX, "sh", "-c", script],
             capture_output=True,
             text=True,
             env=env,
@@ -648,15 +651,19 @@ def test_a_dead_subscriber_loses_its_slot_at_the_bound_and_reconcile_copies_anew
         )
         # The replica's host dies; the primary keeps taking writes and checkpoints.
         pg_ctl(pair.subscriber, "stop", "-m", "immediate", "-w")
-        wait_for(lambda: pair.primary.sql(slot).startswith("f|"), "the slot inactive")
-        for _ in range(3 * TINY_WAL_KEEP_MB * 1024 * 1024 // WAL_SEGMENT_BYTES):
-            pair.app_sql("litellm", "INSERT INTO events (body) SELECT 'while away'")
-            pair.primary.sql("SELECT pg_switch_wal()")
-        pair.primary.sql("CHECKPOINT")
-        # The slot holds no WAL back any more: the bound, not the replica, decides.
-        assert pair.primary.sql(slot) == "f|lost|"
-        # The replica comes back: the reconcile starts its subscription afresh with a new copy.
-        pg_ctl(pair.subscriber, "restart", "-w", "-l", str(pair.passfile.with_name("again.log")))
+        try:
+            wait_for(lambda: pair.primary.sql(slot).startswith("f|"), "the slot inactive")
+            for _ in range(3 * TINY_WAL_KEEP_MB * 1024 * 1024 // WAL_SEGMENT_BYTES):
+                pair.app_sql("litellm", "INSERT INTO events (body) SELECT 'while away'")
+                pair.primary.sql("SELECT pg_switch_wal()")
+            pair.primary.sql("CHECKPOINT")
+            # The slot holds no WAL back any more: the bound, not the replica, decides.
+            assert pair.primary.sql(slot) == "f|lost|"
+        finally:
+            # The replica comes back (with the options it had).
+            restart_log = pair.passfile.with_name("restarted.log")
+            pg_ctl(pair.subscriber, "restart", "-w", "-l", str(restart_log))
+        # The reconcile starts its subscription afresh with a new copy.
         done = pair.reconcile_subscriber()
         assert done.returncode == 0, done.stderr
         assert "is lost: copying litellm anew" in done.stderr
