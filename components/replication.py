@@ -596,6 +596,14 @@ def _database_section(database: str, connection: str, subscription: str) -> str:
         f"AND relname = ANY ({_sql_array(MIGRATION_TABLES)})) TO STDOUT"
     )
     drop_bookkeeping = ", ".join(f"public.{quote_identifier(t)}" for t in MIGRATION_TABLES)
+    # Each bookkeeping table's rows as one digest, the same query on both sides: the copy is
+    # made only when they differ (after a migration), not on every run.
+    fingerprint = shlex.quote(
+        "SELECT coalesce(string_agg(relname || ':' || md5(query_to_xml(format("
+        "'SELECT * FROM public.%I ORDER BY 1', relname), false, false, '')::text), ',' "
+        "ORDER BY relname), '') FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+        f"AND relname = ANY ({_sql_array(MIGRATION_TABLES)})"
+    )
     slot = shlex.quote(
         f"SELECT coalesce(wal_status, 'none') FROM pg_replication_slots WHERE slot_name = {sub}"
     )
@@ -623,7 +631,8 @@ fi
 here -d "$db" > /dev/null <<'SQL'
 {load}{_SCHEMA_KEYS}SQL
 primary "$conn" -c {bookkeeping} > bookkeeping
-if [ -s bookkeeping ]; then
+theirs="$(primary "$conn" -c {fingerprint})"
+if [ -s bookkeeping ] && [ "$theirs" != "$(here -d "$db" -c {fingerprint})" ]; then
   dump_patterns bookkeeping > bookkeeping.sql
   {{ echo 'DROP TABLE IF EXISTS {drop_bookkeeping};'; cat bookkeeping.sql; }} > snapshot.sql
   here -d "$db" -1 -f snapshot.sql

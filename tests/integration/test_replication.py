@@ -520,6 +520,11 @@ def test_the_applications_migrations_are_published_and_user_updates_reach_the_re
         }
         for db, query in bookkeeping.items():
             assert pair.subscriber.sql(query, db) == pair.primary.sql(query, db)
+        # and copied again only when it changed: another reconcile leaves the table as it was.
+        copied = "SELECT 'public._prisma_migrations'::regclass::oid"
+        before = pair.subscriber.sql(copied, "litellm")
+        pair.reconcile()
+        assert pair.subscriber.sql(copied, "litellm") == before
         published = pair.primary.sql(
             "SELECT string_agg(tablename, ',') FROM pg_publication_tables", "openwebui"
         ).split(",")
