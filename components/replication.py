@@ -447,9 +447,9 @@ END $f$;"""
 # primary added, NOT NULL and defaults as the primary has them (a change that fails drops the
 # table instead). Every statement is chosen from the catalogs, so a second run does nothing.
 # Before a table changes, the subscription is disabled and its workers have stopped: a running
-# apply worker would meet a table between drop and create (an apply error) and keeps a dropped
-# table's "ready" state for the one re-created under its name; the reconcile enables it again
-# at its end, and the new workers see the new tables.
+# apply worker meets a table between drop and create ("logical replication target relation
+# ... does not exist", an apply error). The reconcile enables it again at its end, and the new
+# workers start from the catalogs as they are then.
 _SCHEMA_IN_PLACE = """SELECT pg_temp.try(format('CREATE TYPE public.%I AS ENUM (%s)', typname,
     string_agg(quote_literal(label), ', ' ORDER BY sortorder)))
   FROM p_enums WHERE to_regtype(format('public.%I', typname)) IS NULL GROUP BY typname;
