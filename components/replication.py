@@ -576,6 +576,34 @@ dump_patterns() { # pg_dump of the tables named (one pattern a line) in file $1,
 """
 
 
+# The subscription's comment (kept in its database's pg_description) names the primary it
+# follows by the server's system identifier, which initdb draws anew for every cluster: a
+# primary made again after the A1's data was lost has a new one. Against that server every step
+# below would empty the replica (tables it lacks dropped, a missing slot copied anew), so the
+# script changes nothing and stops, until `python -m deploy seed-primary` has seeded the new
+# primary from the replica and made the new subscription (no comment yet: the next run records
+# the new server).
+_FOLLOWS = "primary "
+_IDENTIFIER = "SELECT system_identifier FROM pg_control_system()"
+
+
+def _hold_for_a_new_primary(followed_query: str) -> str:
+    """The sh lines that stop the script when the primary is not the server the subscription
+    follows (its comment set), and leave the primary's identifier in `$ident`."""
+    return f"""ident="$(primary "$conn" -c '{_IDENTIFIER}')"
+case "$ident" in
+  ''|*[!0-9]*) echo "ai-swarm reconcile: $db: no system identifier from the primary" >&2; exit 1 ;;
+esac
+followed="$(here -d "$db" -c {followed_query})"
+if [ -n "$followed" ] && [ "$followed" != "{_FOLLOWS}$ident" ]; then
+  echo "ai-swarm reconcile: $db: the primary is a new server (system identifier $ident; this \\
+replica follows ${{followed#{_FOLLOWS}}}): nothing changed. Seed it from the replica with \\
+python -m deploy seed-primary (docs/replica.md, 'Disaster recovery')" >&2
+  exit 3
+fi
+"""
+
+
 def _database_section(database: str, connection: str, subscription: str) -> str:
     """The sh lines that reconcile one database (see subscriber_reconcile_script)."""
     db, conn, sub = shlex.quote(database), shlex.quote(connection), quote_literal(subscription)
@@ -607,6 +635,9 @@ def _database_section(database: str, connection: str, subscription: str) -> str:
     slot = shlex.quote(
         f"SELECT coalesce(wal_status, 'none') FROM pg_replication_slots WHERE slot_name = {sub}"
     )
+    followed = shlex.quote(
+        f"SELECT obj_description(oid, 'pg_subscription') FROM pg_subscription WHERE subname = {sub}"
+    )
     return f"""
 # --- {database} ---
 db={db}
@@ -615,7 +646,7 @@ here -d postgres -v db="$db" <<'SQL'
 SELECT format('CREATE DATABASE %I', :'db')
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')\\gexec
 SQL
-{fetch}
+{_hold_for_a_new_primary(followed)}{fetch}
 if [ "$(here -d "$db" -c {empty})" = 0 ]; then
   primary_dump "$conn" --schema-only > schema.sql
   here -d "$db" -1 -f schema.sql
@@ -662,6 +693,9 @@ ALTER SUBSCRIPTION {sub_id} ENABLE;
 ALTER SUBSCRIPTION {sub_id} REFRESH PUBLICATION;
 SQL
 fi
+here -d "$db" -v follows="{_FOLLOWS}$ident" <<'SQL'
+COMMENT ON SUBSCRIPTION {sub_id} IS :'follows';
+SQL
 """
 
 
@@ -683,7 +717,9 @@ def subscriber_reconcile_script(
     the migration bookkeeping (not replicated: a restore from the replica must know which
     migrations its schema has); then create the subscription (emptying the tables, which it
     copies anew) or re-enable it and refresh its tables (new or re-created ones are copied).
-    A lost or missing slot on the primary starts the subscription afresh. Idempotent; safe to
+    A lost or missing slot on the primary starts the subscription afresh, but a primary that
+    is a new server (another system identifier than the one the subscription's comment names)
+    stops the script before it changes anything (exit 3). Idempotent; safe to
     run from a timer (not twice at once: run it through one systemd unit)."""
     lines = [
         _SCRIPT_HEAD.replace("__ENV__", REPLICATOR_PASSWORD_ENV)

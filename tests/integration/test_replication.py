@@ -21,6 +21,7 @@ replication would ship pages and WAL and needs both hosts to be the same archite
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import os
@@ -676,6 +677,49 @@ def test_a_dead_subscriber_loses_its_slot_at_the_bound_and_reconcile_copies_anew
         wait_for(caught_up(pair, "litellm", "events", "id"), "the table copied anew")
         assert pair.primary.sql(slot).split("|")[:2] == ["t", "reserved"]
         assert errors(pair, "litellm") == (0, 0)
+
+
+def test_a_new_empty_primary_leaves_the_replica_as_it_is() -> None:
+    """The A1's data is lost and `up` makes a new primary: same address, same certificate, the
+    applications' tables made again but empty, no slots. The reconcile must keep the replica,
+    the only copy left, for `python -m deploy seed-primary`."""
+    with started_pair() as pair:
+        db = "litellm"
+        pair.app_sql(db, _APP_TABLES)
+        pair.reconcile()
+        wait_for(caught_up(pair, db, "items", "id"), "initial copy")
+        apps = "\n".join(line for line in _APP_TABLES.splitlines() if not line.startswith("INSERT"))
+        primary_uploads = {
+            HBA_FILE: primary_hba(),
+            ROLES_SQL_FILE: render_roles_sql([DatabaseRole(n, n, p) for n, p in pair.apps.items()]),
+            replication.PRIMARY_TLS_CERT_FILE: pair.tls.cert_pem,
+            replication.PRIMARY_TLS_KEY_FILE: pair.tls.key_pem,
+        }
+        primary_args = ["-c", f"hba_file={HBA_FILE}", "-c", f"password_encryption={AUTH}"]
+        primary_args += replication.primary_server_args()
+        with daemons.postgres_like_image(
+            {"POSTGRES_USER": SUPERUSER, "POSTGRES_PASSWORD": pair.primary.password},
+            primary_uploads,
+            primary_args,
+        ) as new_primary:
+            after_loss = dataclasses.replace(
+                pair, primary=Server(new_primary, pair.primary.password)
+            )
+            after_loss.app_sql(db, apps)
+            after_loss.reconcile_primary()
+            done = after_loss.reconcile_subscriber()
+            assert done.returncode == 3, done.stderr[-2000:]
+            assert "the primary is a new server" in done.stderr
+            assert "python -m deploy seed-primary" in done.stderr
+            # Every row is still on the replica, and its subscription is the one it had.
+            assert pair.subscriber.sql("SELECT count(*) FROM items", db) == "50"
+            assert pair.subscriber.sql("SELECT count(*) FROM keyless", db) == "20"
+            assert pair.subscriber.sql("SELECT count(*) FROM pg_subscription") == "2"
+        # Against the primary it follows, the reconcile goes on as before.
+        done = pair.reconcile_subscriber()
+        assert done.returncode == 0, done.stderr[-2000:]
+        pair.app_sql(db, "INSERT INTO items (name) VALUES ('still followed')")
+        wait_for(caught_up(pair, db, "items", "id"), "a row after the held run")
 
 
 def test_the_subscriber_script_passes_shellcheck_as_posix_sh(tmp_path: Path) -> None:
