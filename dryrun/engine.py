@@ -36,6 +36,7 @@ from ai_swarm_policies.contract import (
     REMOTE_IMAGE,
     VCN,
 )
+from dryrun import tls_mocks
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "ai-swarm"
@@ -334,6 +335,9 @@ GENERATOR_PREFIX = "random:"
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 INSTANCE_TYPE = "oci:Core/instance:Instance"
 TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+TLS_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
+TLS_CERT_REQUEST = "tls:index/certRequest:CertRequest"
+TLS_LOCALLY_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 
 
 class CloudMocks(pulumi_mocks.Mocks):
@@ -424,7 +428,11 @@ def _ssh_ed25519_key(name: str) -> dict[str, str]:
 def _created_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     length = int(inputs.get("length", 32))
     if type_ == TLS_PRIVATE_KEY:
+        if inputs.get("algorithm") == "ECDSA":
+            return tls_mocks.ecdsa_key(name)
         return _ssh_ed25519_key(name)
+    if type_ in tls_mocks.CERTIFICATE_TYPES:
+        return tls_mocks.certificate_outputs(type_, name, inputs)
     outputs: dict[str, dict[str, Any]] = {
         RANDOM_PASSWORD: {"result": _fake(name, "password", length)},
         RANDOM_BYTES: _fake_bytes(name, length),

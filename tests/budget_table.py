@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.services.catalog import CATALOG
+from components.services.catalog import CONFIGURABLE
 from components.sizing import (
     ALLOCATIONS,
     MILLICPUS_PER_CPU,
@@ -20,7 +20,7 @@ def markdown_table(profile: str) -> str:
         "| Service | Container | cpus | memory (MB) | reservation (MB) |",
         "|---|---|---:|---:|---:|",
     ]
-    for entry in CATALOG.values():
+    for entry in CONFIGURABLE.values():
         for container in entry.containers:
             a = allocations[container]
             rows.append(

@@ -67,7 +67,8 @@ class ServiceContext:
     ui_ip: str = LOOPBACK
 
     def image(self, entry: ServiceEntry) -> str:
-        return self.settings.override(entry.key).image or entry.image
+        source = CATALOG[entry.image_of] if entry.image_of else entry
+        return self.settings.override(source.key).image or source.image
 
     def allocation(self, entry: ServiceEntry, container: str) -> Allocation:
         default = ALLOCATIONS[self.profile][container]
