@@ -15,8 +15,12 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# Memory each host keeps outside container limits for the OS, Docker and the page cache.
+# Memory an A1 host keeps outside container limits for the OS, Docker and the page cache.
 HOST_RESERVED_MEMORY_MB = 1536
+# The same on an E2.1.Micro (1 GB): Ubuntu 24.04 with cloud-init and snapd, about 250-300 MB
+# (an estimate, not measured here), dockerd + containerd, 100-150 MB (REFERENCE: estimated),
+# and a little page cache; the swap file (components/cloud_init.py) absorbs peaks.
+MICRO_RESERVED_MEMORY_MB = 512
 # Container CPU limits may add up to this many times the OCPUs.
 CPU_OVERCOMMIT = 1.5
 MILLICPUS_PER_CPU = 1000
@@ -37,13 +41,31 @@ class HostSize:
 
 @dataclass(frozen=True)
 class Shape:
-    """An OCI instance shape, and the Docker platform of the images its containers run."""
+    """An OCI instance shape, and the Docker platform of the images its containers run.
+
+    A flexible shape is sized at launch (`shape_config`); a fixed one has `fixed_size` and
+    takes no `shape_config`. `reserved_memory_mb` is kept outside container limits."""
 
     name: str
     platform: str
+    fixed_size: HostSize | None = None
+    reserved_memory_mb: int = HOST_RESERVED_MEMORY_MB
 
 
 A1_FLEX = Shape(A1_SHAPE, platform="linux/arm64")
+E2_MICRO_SHAPE = "VM.Standard.E2.1.Micro"
+# x86_64 (AMD), 1 OCPU at a 1/8 baseline, 1 GB: a fixed shape; two are Always Free.
+MICRO_SIZE = HostSize(ocpus=1, memory_gb=1)
+E2_1_MICRO = Shape(
+    E2_MICRO_SHAPE,
+    platform="linux/amd64",
+    fixed_size=MICRO_SIZE,
+    reserved_memory_mb=MICRO_RESERVED_MEMORY_MB,
+)
+# Always Free block storage: every boot and block volume of the tenancy together.
+FREE_BLOCK_STORAGE_GB = 200
+# The Micro's boot volume, which holds its data too (it has no block volume).
+MICRO_BOOT_VOLUME_GB = 50
 
 
 @dataclass(frozen=True)
@@ -69,10 +91,13 @@ class HostSpec:
     size: HostSize
     image: OsImage
     boot_volume_gb: int
-    data_volume_gb: int
+    # None: no block volume; the host's data lives on its boot volume.
+    data_volume_gb: int | None
     private_ip: ipaddress.IPv4Address
     # Catalog keys of the services placed on this host, every one enabled.
     services: tuple[str, ...]
+    # Each container's default limits on this host, by container name.
+    allocations: Mapping[str, Allocation]
     # Prepended to the names of the host's Docker provider, network and services: empty for the
     # first host, whose resources keep the names of a stack with one host.
     resource_prefix: str = ""
@@ -82,6 +107,16 @@ class HostSpec:
     @property
     def platform(self) -> str:
         return self.shape.platform
+
+    @property
+    def container_memory_mb(self) -> int:
+        """Memory this host's containers' limits may add up to."""
+        return container_memory_mb(self.size, self.shape)
+
+    @property
+    def container_millicpus(self) -> int:
+        """Millicpus this host's containers' limits may add up to."""
+        return container_millicpus(self.size)
 
 
 @dataclass(frozen=True)
@@ -159,9 +194,20 @@ ALLOCATIONS: Mapping[str, Mapping[str, Allocation]] = {
 }
 
 
-def container_memory_mb(host: HostSize) -> int:
-    """Memory the containers' limits may add up to on a host of this size."""
-    return host.memory_gb * 1024 - HOST_RESERVED_MEMORY_MB
+# The Micro's containers, whatever the profile (which sizes the A1 host). Measured (REFERENCE):
+# a PG 15 subscriber with shared_buffers=64MB and max_connections=20, 83 MB PSS after 50k rows;
+# node-exporter 17 MB. The limits leave room for sorts, autovacuum and a resync's copy.
+MICRO_ALLOCATIONS: Mapping[str, Allocation] = _table(
+    {
+        "postgres-replica": (0.5, 320),
+        "node-exporter": (0.1, 64),
+    }
+)
+
+
+def container_memory_mb(host: HostSize, shape: Shape = A1_FLEX) -> int:
+    """Memory the containers' limits may add up to on a host of this size and shape."""
+    return host.memory_gb * 1024 - shape.reserved_memory_mb
 
 
 def container_millicpus(host: HostSize) -> int:

@@ -290,6 +290,12 @@ CONTROL_CASES: list[tuple[str, Callable[[str], str], str, bool]] = [
     ("models", lambda bad: _json([{"name": bad, "model": "x"}]), "ai-swarm:models[0].name", False),
     ("backups", lambda bad: _json({"period": bad}), "ai-swarm:backups.period", False),
     (
+        "replica",
+        lambda bad: _json({"enabled": True, "externalCidrs": [bad]}),
+        "ai-swarm:replica.externalCidrs[0]",
+        False,
+    ),
+    (
         "modelApiKeys",
         lambda bad: _json({"OPENAI_API_KEY": f"sk-{bad}"}),
         "ai-swarm:modelApiKeys.OPENAI_API_KEY",

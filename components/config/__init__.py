@@ -20,6 +20,7 @@ from components.config import host as host_keys
 from components.config.backups import BackupSchedule, OffsiteSettings, backup_schedule
 from components.config.host import MIN_BLOCK_VOLUME_GB, MIN_BOOT_VOLUME_GB, IpNetwork
 from components.config.readers import NAMESPACE, ConfigError, ipv4_network
+from components.config.replica import ReplicaSettings, check_free_storage, replica_settings
 from components.config.services import (
     ModelRoute,
     ServiceOverride,
@@ -27,13 +28,25 @@ from components.config.services import (
     service_settings,
 )
 from components.services.catalog import CATALOG
-from components.sizing import A1_FLEX, UBUNTU_2404, HostSize, HostSpec, SizingProfile
+from components.sizing import (
+    A1_FLEX,
+    ALLOCATIONS,
+    E2_1_MICRO,
+    MICRO_ALLOCATIONS,
+    MICRO_BOOT_VOLUME_GB,
+    MICRO_SIZE,
+    UBUNTU_2404,
+    HostSize,
+    HostSpec,
+    SizingProfile,
+)
 
 __all__ = [
     "BackupSchedule",
     "ConfigError",
     "ModelRoute",
     "OffsiteSettings",
+    "ReplicaSettings",
     "ServiceOverride",
     "ServiceSettings",
     "StackConfig",
@@ -46,6 +59,13 @@ HOST_ADDRESS_INDEX = 10
 # The A1 host's component name: fixed, since `hostName` is a display setting. Stacks made when
 # the component was named after `hostName` keep their resources through an alias to that name.
 A1_HOST_KEY = "host"
+# The replica's host: its component name and the prefix of its Docker resources' names.
+REPLICA_HOST_KEY = "replica"
+REPLICA_RESOURCE_PREFIX = "replica-"
+# Catalog keys of the services the replica's host runs (each when enabled), and of those among
+# them that run there only, never on the A1 host.
+REPLICA_SERVICES: tuple[str, ...] = ("nodeExporter",)
+REPLICA_ONLY: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,7 @@ class StackConfig:
     ssh_identity_file: str | None
     service_settings: ServiceSettings
     backups: BackupSchedule
+    replica: ReplicaSettings
 
     @property
     def host_private_ip(self) -> ipaddress.IPv4Address:
@@ -83,8 +104,8 @@ class StackConfig:
 
     @property
     def hosts(self) -> tuple[HostSpec, ...]:
-        """The stack's hosts, the first one holding the data: today the A1 host alone, with
-        every enabled service."""
+        """The stack's hosts, the first one holding the data: the A1 host with every enabled
+        service, then, with the replica on, the Micro with the replica's services."""
         settings = self.service_settings
         a1 = HostSpec(
             key=A1_HOST_KEY,
@@ -95,10 +116,28 @@ class StackConfig:
             boot_volume_gb=self.boot_volume_gb,
             data_volume_gb=self.data_volume_gb,
             private_ip=self.host_private_ip,
-            services=tuple(key for key in CATALOG if settings.enabled(key)),
+            services=tuple(
+                key for key in CATALOG if settings.enabled(key) and key not in REPLICA_ONLY
+            ),
+            allocations=ALLOCATIONS[self.profile.name],
             former_key=self.host_name,
         )
-        return (a1,)
+        if not self.replica.enabled:
+            return (a1,)
+        micro = HostSpec(
+            key=REPLICA_HOST_KEY,
+            name=f"{self.host_name}-replica",
+            shape=E2_1_MICRO,
+            size=MICRO_SIZE,
+            image=UBUNTU_2404,
+            boot_volume_gb=MICRO_BOOT_VOLUME_GB,
+            data_volume_gb=None,
+            private_ip=self.replica.private_ip,
+            services=tuple(key for key in REPLICA_SERVICES if settings.enabled(key)),
+            allocations=MICRO_ALLOCATIONS,
+            resource_prefix=REPLICA_RESOURCE_PREFIX,
+        )
+        return (a1, micro)
 
 
 AvailabilityDomainLister = Callable[[str], Sequence[str]]
@@ -121,6 +160,12 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
     subnet_cidr = host_keys.subnet_cidr(ipv4_network(cfg, "subnetCidr", "10.0.1.0/24"), vcn_cidr)
     host_size = host_keys.host_size(cfg, profile.host)
     ssh_public_key = host_keys.ssh_public_key(cfg)
+    boot_volume_gb = host_keys.volume_gb(cfg, "bootVolumeGb", 50, MIN_BOOT_VOLUME_GB)
+    data_volume_gb = host_keys.volume_gb(cfg, "dataVolumeGb", 150, MIN_BLOCK_VOLUME_GB)
+    replica = replica_settings(
+        cfg, subnet_cidr, vcn_cidr, subnet_cidr.network_address + HOST_ADDRESS_INDEX
+    )
+    check_free_storage(replica, boot_volume_gb, data_volume_gb)
     return StackConfig(
         compartment_id=compartment_id,
         tenancy_id=tenancy_id,
@@ -130,8 +175,8 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         ),
         profile=profile,
         host_size=host_size,
-        boot_volume_gb=host_keys.volume_gb(cfg, "bootVolumeGb", 50, MIN_BOOT_VOLUME_GB),
-        data_volume_gb=host_keys.volume_gb(cfg, "dataVolumeGb", 150, MIN_BLOCK_VOLUME_GB),
+        boot_volume_gb=boot_volume_gb,
+        data_volume_gb=data_volume_gb,
         host_name=host_keys.host_name(cfg),
         vcn_cidr=vcn_cidr,
         subnet_cidr=subnet_cidr,
@@ -141,4 +186,5 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         ssh_identity_file=host_keys.ssh_identity_file(cfg),
         service_settings=service_settings(cfg, host_size),
         backups=backup_schedule(cfg),
+        replica=replica,
     )
