@@ -8,12 +8,14 @@ from components.services.base import (
     ContainerSpec,
     DataDir,
     Health,
+    PublishedPort,
     Service,
     ServiceArgs,
     Upload,
 )
 from components.services.catalog import NETWORK_SUBNET
 from components.services.render import DatabaseRole, Directive, render_directives, render_roles_sql
+from components.services.replication_link import LinkFile, ReplicationLink
 
 PORT = 5432
 SUPERUSER = "postgres"
@@ -22,7 +24,8 @@ HBA_FILE = "/etc/postgresql/pg_hba.conf"
 # changes: the README's `docker exec postgres sh -c 'PGPASSWORD="$POSTGRES_PASSWORD" psql ...'`
 # with this file (it is idempotent; `local` connections use scram, so psql needs the password).
 ROLES_SQL_FILE = "/docker-entrypoint-initdb.d/10-ai-swarm-roles.sql"
-PGDATA = "/var/lib/postgresql/data/pgdata"
+DATA_MOUNT = "/var/lib/postgresql/data"
+PGDATA = f"{DATA_MOUNT}/pgdata"
 # role = database name, one per consumer
 CONSUMERS = ("litellm", "openwebui")
 AUTH = "scram-sha-256"
@@ -36,6 +39,10 @@ def hba_rules() -> list[Directive]:
         ("host", ["all", "all", "127.0.0.1/32", AUTH]),
         *[("host", [name, name, str(NETWORK_SUBNET), AUTH]) for name in CONSUMERS],
     ]
+
+
+def link_files(link: ReplicationLink | None) -> tuple[LinkFile, ...]:
+    return link.primary_files if link else ()
 
 
 class Postgres(Service):
@@ -55,6 +62,7 @@ class Postgres(Service):
                 [DatabaseRole(n, n, p) for n, p in zip(CONSUMERS, passwords, strict=True)]
             )
         )
+        link = self.context.replication
         self.run(
             ContainerSpec(
                 name="postgres",
@@ -71,12 +79,19 @@ class Postgres(Service):
                     f"hba_file={HBA_FILE}",
                     "-c",
                     f"password_encryption={AUTH}",
+                    *(link.primary_args if link else ()),
                 ],
                 uploads=[
-                    Upload(HBA_FILE, render_directives(hba_rules())),
+                    Upload(
+                        HBA_FILE,
+                        render_directives([*hba_rules(), *(link.primary_hba if link else ())]),
+                    ),
                     Upload(ROLES_SQL_FILE, roles_sql, secret=True),
+                    *(Upload(f.path, f.content, secret=f.secret) for f in link_files(link)),
                 ],
-                data=[DataDir("postgres", "/var/lib/postgresql/data")],
+                data=[DataDir("postgres", DATA_MOUNT)],
+                # For the subscribers: on the A1's private address only, never on 0.0.0.0.
+                published=[PublishedPort(link.primary_ip, PORT)] if link else [],
             )
         )
         self.finish()
