@@ -1,4 +1,5 @@
-"""ai-swarm: a private AI stack on Oracle Cloud Always Free hosts (today one Ampere A1 host)."""
+"""ai-swarm: a private AI stack on Oracle Cloud Always Free hosts: an Ampere A1 host and, with
+`ai-swarm:replica.enabled`, an x86 E2.1.Micro holding a replica of its databases."""
 
 import pulumi
 import pulumi_oci as oci
@@ -9,6 +10,8 @@ from components.host import Host, HostArgs
 from components.host_config import HostSettings, HostSettingsArgs
 from components.network import Network, NetworkArgs
 from components.offsite import OffsiteBackups, OffsiteBackupsArgs
+from components.postgres_replication import PostgresReplication, PostgresReplicationArgs
+from components.services import postgres as postgres_service
 from components.services.placement import Placement, place_services
 
 
@@ -27,9 +30,15 @@ network = Network(
         subnet_cidr=config.subnet_cidr,
         admin_cidrs=config.admin_cidrs,
         admin_ports=config.admin_ports,
+        postgres_peers=config.replica.peer_networks,
+        postgres_port=postgres_service.PORT,
     ),
 )
+# The A1 host (the first) publishes Postgres to the replica's peers; no other host does.
+postgres_host = config.hosts[0].key
 placed: list[tuple[Host, Placement]] = []
+# With the replica: its TLS and roles, made once the A1 host's addresses are known.
+replication: PostgresReplication | None = None
 for spec in config.hosts:
     new_host = Host(
         spec.key,
@@ -50,11 +59,33 @@ for spec in config.hosts:
             ready=new_host.ready,
             admin_cidrs=config.admin_cidrs,
             admin_ports=config.admin_ports,
+            postgres_peers=config.replica.peer_networks if spec.key == postgres_host else (),
+            postgres_port=postgres_service.PORT,
         ),
     )
-    placed.append((new_host, place_services(config, new_host, after=[host_settings.sshd])))
+    if config.replica.enabled and spec.key == postgres_host:
+        replication = PostgresReplication(
+            "postgres-replication",
+            PostgresReplicationArgs(config.replica, new_host.private_ip, new_host.public_ip),
+        )
+    placed.append(
+        (
+            new_host,
+            place_services(
+                config,
+                new_host,
+                after=[host_settings.sshd],
+                replication=replication.link if replication else None,
+            ),
+        )
+    )
 # The first host holds the stack's data and is the one the outputs name.
 host, placement = placed[0]
+replica_host = placed[1][0] if len(placed) > 1 else None
+if replication is not None:
+    replication.keep(placed)
+if host.data_volume_id is None:
+    raise pulumi.RunError(f"the first host, {host.host_key}, must have a data volume")
 
 pulumi.export("profile", config.profile.name)
 pulumi.export("publicIp", host.public_ip)
@@ -99,3 +130,17 @@ pulumi.export("volumeBackups", config.backups.summary)
 pulumi.export("pgDumps", DUMP_DIR if postgres is not None else None)
 pulumi.export("offsiteBucket", offsite.bucket_name if offsite else None)
 pulumi.export("offsiteNamespace", offsite.namespace if offsite else None)
+pulumi.export(
+    "replica",
+    None
+    if replica_host is None
+    else {
+        "instanceId": replica_host.instance_id,
+        "publicIp": replica_host.public_ip,
+        "privateIp": replica_host.private_ip,
+        "sshCommand": replica_host.ssh_command,
+    },
+)
+pulumi.export("postgresCaCert", replication.ca_cert_pem if replication else None)
+pulumi.export("postgresPeer", replication.peer_output() if replication else None)
+pulumi.export("postgresPeerPassword", replication.peer_password if replication else None)

@@ -1,7 +1,10 @@
-"""The A1 host's cloud-config: what the first boot needs, and nothing that a setting changes.
+"""A host's cloud-config: what the first boot needs, and nothing that a setting changes.
 
 The first boot installs the packages (once it can reach the internet), mounts the state volume
-at /mnt/data, holds Docker back until that mount is there, and starts Docker. The document is
+at /mnt/data, holds Docker back until that mount is there, and starts Docker. A host without a
+block volume (the replica's Micro) keeps its data on the boot volume instead: a directory there,
+`BOOT_DATA_DIR`, bind-mounted at /mnt/data, so that every service finds its data at the same
+path and Docker still waits for the mount; such a small host also gets a swap file. The document is
 the same whatever the stack's settings: OCI replaces an instance whose user data changes, so
 settings that may change later (the host firewall, sshd) are applied over SSH instead (see
 `components/host_config.py`).
@@ -24,6 +27,9 @@ DATA_LABEL = "ai-swarm-data"
 # OCI's consistent device path for the first paravirtualized block volume attachment.
 DATA_DEVICE = "/dev/oracleoci/oraclevdb"
 PREPARE_DATA_SCRIPT = "/usr/local/sbin/ai-swarm-prepare-data"
+# A host without a block volume: its data directory on the boot volume, mounted at DATA_ROOT.
+BOOT_DATA_DIR = "/srv/ai-swarm-data"
+SWAP_FILE = "/swapfile"
 INSTALL_PACKAGES_SCRIPT = "/usr/local/sbin/ai-swarm-install-packages"
 # A drop-in rather than an edit of the packaged unit, so package upgrades keep it.
 DOCKER_DROP_IN = "/etc/systemd/system/docker.service.d/10-ai-swarm-data.conf"
@@ -93,6 +99,17 @@ if ! mountpoint -q {DATA_ROOT}; then
 fi
 """
 
+# The Micro's data: a directory of the boot volume, bind-mounted at /mnt/data by the fstab line.
+_PREPARE_BOOT_DATA = f"""#!/bin/sh
+set -eu
+mkdir -p {BOOT_DATA_DIR} {DATA_ROOT}
+mountpoint -q {DATA_ROOT} || mount {DATA_ROOT}
+if ! mountpoint -q {DATA_ROOT}; then
+  echo "{BOOT_DATA_DIR} is not mounted at {DATA_ROOT}" >&2
+  exit 1
+fi
+"""
+
 # The instance has no public address until the reserved IP is bound to its VNIC, which happens
 # only once it runs: cloud-init's own package step would race that. This waits for egress (a
 # bounded number of probes with apt's own downloader, present on every Ubuntu; one try each,
@@ -152,15 +169,44 @@ def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _BlockStyleDumper.add_representer(str, _represent_text)
 
 
-def render_user_data(host_key: SshHostKey) -> str:
-    """The `#cloud-config` document for the host, as text: one document for every stack but for
-    the stack's own SSH host key, which never changes."""
-    body = yaml.dump(cloud_config(host_key), Dumper=_BlockStyleDumper, sort_keys=False, width=100)
+def render_user_data(
+    host_key: SshHostKey, data_volume: bool = True, swap_mb: int | None = None
+) -> str:
+    """The `#cloud-config` document for a host, as text: one document for every stack but for
+    the stack's own SSH host key, which never changes. `data_volume`: the host's data is on an
+    attached block volume (else on its boot volume); `swap_mb`: the size of a swap file."""
+    document = cloud_config(host_key, data_volume, swap_mb)
+    body = yaml.dump(document, Dumper=_BlockStyleDumper, sort_keys=False, width=100)
     return "#cloud-config\n" + body
 
 
-def cloud_config(host_key: SshHostKey) -> dict[str, Any]:
-    return {
+def _data_files(data_volume: bool) -> list[dict[str, Any]]:
+    """The script that makes /mnt/data ready, and the fstab line that mounts it at boot."""
+    if not data_volume:
+        return [
+            {"path": PREPARE_DATA_SCRIPT, "permissions": "0755", "content": _PREPARE_BOOT_DATA},
+            {
+                "path": "/etc/fstab",
+                "append": True,
+                "content": f"{BOOT_DATA_DIR} {DATA_ROOT} none bind,nofail 0 0\n",
+            },
+        ]
+    return [
+        {"path": PREPARE_DATA_SCRIPT, "permissions": "0755", "content": _PREPARE_DATA},
+        {
+            "path": "/etc/fstab",
+            "append": True,
+            "content": f"LABEL={DATA_LABEL} {DATA_ROOT} ext4 "
+            "defaults,nofail,x-systemd.device-timeout=30s 0 2\n",
+        },
+    ]
+
+
+def cloud_config(
+    host_key: SshHostKey, data_volume: bool = True, swap_mb: int | None = None
+) -> dict[str, Any]:
+    prepare, fstab = _data_files(data_volume)
+    document: dict[str, Any] = {
         # The host's only SSH host key, made in the stack so that every SSH client of the
         # program can pin it from the first contact on; the image's keys are deleted and no
         # other is made (cloud-init's cc_ssh: given `ssh_keys`, it writes those and generates
@@ -171,14 +217,9 @@ def cloud_config(host_key: SshHostKey) -> dict[str, Any]:
             "ed25519_public": host_key.public_openssh,
         },
         "write_files": [
-            {"path": PREPARE_DATA_SCRIPT, "permissions": "0755", "content": _PREPARE_DATA},
+            prepare,
             {"path": INSTALL_PACKAGES_SCRIPT, "permissions": "0755", "content": _INSTALL_PACKAGES},
-            {
-                "path": "/etc/fstab",
-                "append": True,
-                "content": f"LABEL={DATA_LABEL} {DATA_ROOT} ext4 "
-                "defaults,nofail,x-systemd.device-timeout=30s 0 2\n",
-            },
+            fstab,
             {"path": DOCKER_DROP_IN, "content": _DOCKER_NEEDS_DATA},
             {"path": "/etc/apt/apt.conf.d/20auto-upgrades", "content": _AUTO_UPGRADES},
             {
@@ -198,3 +239,9 @@ def cloud_config(host_key: SshHostKey) -> dict[str, Any]:
             ["systemctl", "enable", "--now", "docker"],
         ],
     }
+    if swap_mb:
+        # cloud-init's mounts module (init stage, before runcmd) makes the file with fallocate
+        # and mkswap, adds its fstab line and turns it on.
+        size = swap_mb * 1024 * 1024
+        document["swap"] = {"filename": SWAP_FILE, "size": size, "maxsize": size}
+    return document

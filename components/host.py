@@ -1,4 +1,7 @@
-"""A Docker host of a given shape: instance, protected state volume, reserved IP, readiness gate."""
+"""A Docker host of a given shape: instance, protected state volume, reserved IP, readiness gate.
+
+A host without a data volume (the replica's E2.1.Micro) keeps its data on its boot volume and
+reaches the internet through an ephemeral public IP instead of a reserved one."""
 
 from __future__ import annotations
 
@@ -12,7 +15,13 @@ import pulumi_command as command
 import pulumi_oci as oci
 import pulumi_tls as tls
 
-from components.cloud_init import DATA_DEVICE, DATA_LABEL, DATA_ROOT, render_user_data
+from components.cloud_init import (
+    BOOT_DATA_DIR,
+    DATA_DEVICE,
+    DATA_LABEL,
+    DATA_ROOT,
+    render_user_data,
+)
 from components.sizing import HostSpec
 from components.ssh import SSH_USER, SshHostKey, known_hosts_options
 
@@ -50,8 +59,33 @@ written=$(sudo mktemp -p {DATA_ROOT} .ai-swarm-ready.XXXXXX) || {{
 sudo rm -f -- "$written"
 """
 
-# `cloud-init status --wait` exits 2 when boot finished with recoverable errors ("degraded").
-_READY_SCRIPT = f"""set -u
+# A host without a data volume: /mnt/data must be its boot volume's data directory, bound
+# there (on the root filesystem, so not an empty mount point), writable, and swap must be on.
+_BOOT_DATA_CHECK = f"""mountpoint -q {DATA_ROOT} || {{
+  echo "{DATA_ROOT} is not mounted ({BOOT_DATA_DIR} bound there)" >&2
+  exit 1
+}}
+if [ "$(stat -c %d {DATA_ROOT})" != "$(stat -c %d /)" ]; then
+  echo "{DATA_ROOT} is not on the boot volume" >&2
+  exit 1
+fi
+written=$(sudo mktemp -p {DATA_ROOT} .ai-swarm-ready.XXXXXX) || {{
+  echo "{DATA_ROOT} is not writable" >&2
+  exit 1
+}}
+sudo rm -f -- "$written"
+if [ "$(swapon --noheadings --show=NAME | wc -l)" -eq 0 ]; then
+  echo "no swap is on" >&2
+  exit 1
+fi
+"""
+
+
+def _ready_script(data_check: str) -> str:
+    """Wait for cloud-init, check the host's data directory, and ask Docker."""
+    # `cloud-init status --wait` exits 2 when boot finished with recoverable errors
+    # ("degraded").
+    return f"""set -u
 rc=0
 sudo timeout {CLOUD_INIT_WAIT_SECONDS} cloud-init status --wait >/dev/null || rc=$?
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then
@@ -59,8 +93,12 @@ if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then
   sudo cloud-init status --long >&2
   exit 1
 fi
-{_VOLUME_CHECK}sg docker -c 'docker info --format "docker {{{{.ServerVersion}}}} ready"'
+{data_check}sg docker -c 'docker info --format "docker {{{{.ServerVersion}}}} ready"'
 """
+
+
+_READY_SCRIPT = _ready_script(_VOLUME_CHECK)
+_BOOT_DATA_READY_SCRIPT = _ready_script(_BOOT_DATA_CHECK)
 
 
 @dataclass(frozen=True)
@@ -94,7 +132,8 @@ class Host(pulumi.ComponentResource):
     # name, which a `hostName` change never touches, so no container is replaced by a rename.
     host_key: str
     instance_id: pulumi.Output[str]
-    data_volume_id: pulumi.Output[str]
+    # None on a host without a data volume (its data is on the boot volume).
+    data_volume_id: pulumi.Output[str] | None
     connection: command.remote.ConnectionArgs
     public_ip: pulumi.Output[str]
     private_ip: str
@@ -131,48 +170,30 @@ class Host(pulumi.ComponentResource):
         self.ssh_host_public_key = host_key.public_key_openssh
         instance = self._instance(name, args, host_key)
         self.instance_id = instance.id
-        volume = oci.core.Volume(
-            f"{name}-data",
-            compartment_id=args.compartment_id,
-            availability_domain=args.availability_domain,
-            display_name=f"{spec.name}-data",
-            size_in_gbs=str(spec.data_volume_gb),
-            freeform_tags={HOST_TAG: name},
-            opts=pulumi.ResourceOptions.merge(
-                self._child("-data", protect=True, retain_on_delete=True),
-                # Made once the instance exists: a launch that fails for capacity leaves no
-                # volume behind in that availability domain, so the next try may pick another
-                # (a volume cannot move between domains, and this one is protected).
-                pulumi.ResourceOptions(depends_on=[instance]),
-            ),
-        )
-        self.data_volume_id = volume.id
-        attachment = oci.core.VolumeAttachment(
-            f"{name}-data-attachment",
-            attachment_type="paravirtualized",
-            instance_id=instance.id,
-            volume_id=volume.id,
-            device=DATA_DEVICE,
-            # Fixed, and its changes ignored: OCI cannot update an attachment, so any change of
-            # its inputs replaces it, detaching the mounted volume from the running host
-            # (dryrun/replacements.py). Stacks made when it was named `<hostName>-data` keep
-            # that name.
-            display_name=f"{name}-data",
-            opts=pulumi.ResourceOptions.merge(
-                self._child("-data-attachment"),
-                pulumi.ResourceOptions(ignore_changes=["displayName"]),
-            ),
-        )
-        reserved_ip = oci.core.PublicIp(
-            f"{name}-ip",
-            compartment_id=args.compartment_id,
-            lifetime="RESERVED",
-            display_name=f"{spec.name}-ip",
-            private_ip_id=_primary_private_ip_id(args.compartment_id, instance),
-            opts=self._child("-ip"),
-        )
+        # What the readiness gate waits for, and what makes it run again.
+        ready_after: list[pulumi.Resource] = []
+        ready_triggers: list[pulumi.Input[str]] = [instance.id]
+        if spec.data_volume_gb is None:
+            # The data lives on the boot volume; the ephemeral public IP the instance is
+            # launched with serves egress and admin SSH.
+            self.data_volume_id = None
+            self.public_ip = instance.public_ip
+            ready_script = _BOOT_DATA_READY_SCRIPT
+        else:
+            attachment = self._data_volume(name, args, instance)
+            ready_after.append(attachment)
+            ready_triggers.append(attachment.id)
+            reserved_ip = oci.core.PublicIp(
+                f"{name}-ip",
+                compartment_id=args.compartment_id,
+                lifetime="RESERVED",
+                display_name=f"{spec.name}-ip",
+                private_ip_id=_primary_private_ip_id(args.compartment_id, instance),
+                opts=self._child("-ip"),
+            )
+            self.public_ip = reserved_ip.ip_address
+            ready_script = _READY_SCRIPT
 
-        self.public_ip = reserved_ip.ip_address
         self.private_ip = str(spec.private_ip)
         self.docker_host = pulumi.Output.concat("ssh://", SSH_USER, "@", self.public_ip)
         self.ssh_command = pulumi.Output.all(self.instance_id, self.public_ip).apply(
@@ -193,12 +214,12 @@ class Host(pulumi.ComponentResource):
         self.ready = command.remote.Command(
             f"{name}-ready",
             connection=self.connection,
-            create=_READY_SCRIPT,
-            triggers=[instance.id, attachment.id],
+            create=ready_script,
+            triggers=ready_triggers,
             opts=pulumi.ResourceOptions.merge(
                 self._child("-ready"),
                 pulumi.ResourceOptions(
-                    depends_on=[attachment],
+                    depends_on=ready_after,
                     custom_timeouts=pulumi.CustomTimeouts(create="35m", update="35m"),
                 ),
             ),
@@ -210,6 +231,44 @@ class Host(pulumi.ComponentResource):
                 "dockerHost": self.docker_host,
                 "sshCommand": self.ssh_command,
             }
+        )
+
+    def _data_volume(
+        self, name: str, args: HostArgs, instance: oci.core.Instance
+    ) -> oci.core.VolumeAttachment:
+        """The protected state volume, attached to the instance."""
+        spec = args.spec
+        volume = oci.core.Volume(
+            f"{name}-data",
+            compartment_id=args.compartment_id,
+            availability_domain=args.availability_domain,
+            display_name=f"{spec.name}-data",
+            size_in_gbs=str(spec.data_volume_gb),
+            freeform_tags={HOST_TAG: name},
+            opts=pulumi.ResourceOptions.merge(
+                self._child("-data", protect=True, retain_on_delete=True),
+                # Made once the instance exists: a launch that fails for capacity leaves no
+                # volume behind in that availability domain, so the next try may pick another
+                # (a volume cannot move between domains, and this one is protected).
+                pulumi.ResourceOptions(depends_on=[instance]),
+            ),
+        )
+        self.data_volume_id = volume.id
+        return oci.core.VolumeAttachment(
+            f"{name}-data-attachment",
+            attachment_type="paravirtualized",
+            instance_id=instance.id,
+            volume_id=volume.id,
+            device=DATA_DEVICE,
+            # Fixed, and its changes ignored: OCI cannot update an attachment, so any change of
+            # its inputs replaces it, detaching the mounted volume from the running host
+            # (dryrun/replacements.py). Stacks made when it was named `<hostName>-data` keep
+            # that name.
+            display_name=f"{name}-data",
+            opts=pulumi.ResourceOptions.merge(
+                self._child("-data-attachment"),
+                pulumi.ResourceOptions(ignore_changes=["displayName"]),
+            ),
         )
 
     def _child(
@@ -228,7 +287,11 @@ class Host(pulumi.ComponentResource):
         # A secret: it holds the host key's private half.
         plain_user_data = pulumi.Output.all(
             host_key.private_key_openssh, host_key.public_key_openssh
-        ).apply(lambda halves: _user_data(SshHostKey(*halves)))
+        ).apply(
+            lambda halves: _user_data(
+                SshHostKey(*halves), spec.data_volume_gb is not None, spec.shape.swap_mb
+            )
+        )
         user_data: pulumi.Output[str] = pulumi.Output.secret(plain_user_data)
         return oci.core.Instance(
             f"{name}-instance",
@@ -236,7 +299,10 @@ class Host(pulumi.ComponentResource):
             availability_domain=args.availability_domain,
             display_name=spec.name,
             shape=spec.shape.name,
-            shape_config=oci.core.InstanceShapeConfigArgs(
+            # A fixed shape (the Micro) has its size and takes none.
+            shape_config=None
+            if spec.shape.fixed_size is not None
+            else oci.core.InstanceShapeConfigArgs(
                 ocpus=spec.size.ocpus, memory_in_gbs=spec.size.memory_gb
             ),
             source_details=oci.core.InstanceSourceDetailsArgs(
@@ -248,7 +314,9 @@ class Host(pulumi.ComponentResource):
             # InstanceCreateVnicDetailsArgs): a new `hostName` changes the VNIC in place.
             create_vnic_details=oci.core.InstanceCreateVnicDetailsArgs(
                 subnet_id=args.subnet_id,
-                assign_public_ip="false",
+                # A host with a reserved IP gets it bound once it runs; one without has an
+                # ephemeral address from its launch on (replaced with the instance).
+                assign_public_ip="false" if spec.data_volume_gb is not None else "true",
                 private_ip=str(spec.private_ip),
                 hostname_label=spec.name,
                 display_name=f"{spec.name}-vnic",
@@ -263,8 +331,10 @@ class Host(pulumi.ComponentResource):
                 self._child("-instance"),
                 pulumi.ResourceOptions(
                     ignore_changes=["sourceDetails.sourceId"],
-                    # Two hosts of the default size would exceed the free allowance (2 OCPUs,
-                    # 12 GB in all): the old instance must go before the new one can be made.
+                    # Two A1 hosts of the default size would exceed the free allowance (2
+                    # OCPUs, 12 GB in all), and a Micro's replacement would need its fixed
+                    # private address while the old one holds it: the old instance must go
+                    # before the new one can be made.
                     delete_before_replace=True,
                     custom_timeouts=pulumi.CustomTimeouts(create="30m"),
                 ),
@@ -272,8 +342,8 @@ class Host(pulumi.ComponentResource):
         )
 
 
-def _user_data(host_key: SshHostKey) -> str:
-    return base64.b64encode(render_user_data(host_key).encode()).decode()
+def _user_data(host_key: SshHostKey, data_volume: bool, swap_mb: int | None) -> str:
+    return base64.b64encode(render_user_data(host_key, data_volume, swap_mb).encode()).decode()
 
 
 def _former_names(former: str | None, name: str, suffix: str) -> list[pulumi.Alias] | None:

@@ -12,7 +12,9 @@ idempotent: running it twice leaves the host as running it once.
   open no connection to the host, and SSH answers the admin CIDRs only (the image's own rule
   admits port 22 from anywhere). DOCKER-USER (Docker's published ports bypass INPUT):
   containers reach nothing link-local but the resolver's DNS, and published ports admit the
-  admin CIDRs only. OUTPUT: node-exporter's user (host network) reaches nothing link-local.
+  admin CIDRs only; with the replica, Postgres' published port admits the replica's peers
+  (`ReplicaSettings.peer_networks`) and no one else, not even the admin CIDRs. OUTPUT:
+  node-exporter's user (host network) reaches nothing link-local.
   The rules are loaded at boot by a systemd unit ordered before Docker, and again by a
   netfilter-persistent plugin after every restore of the image's rules file (a restore
   flushes the whole filter table). Nothing is ever saved with `netfilter-persistent save`,
@@ -134,21 +136,37 @@ def firewall_rules(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> list[str
     ]
 
 
-def container_rules(cidrs: Sequence[IpNetwork]) -> list[str]:
+def container_rules(
+    cidrs: Sequence[IpNetwork],
+    peers: Sequence[ipaddress.IPv4Network] = (),
+    peer_port: int | None = None,
+) -> list[str]:
     """What Docker forwards: nothing from a container to a link-local address but DNS to OCI's
-    resolver, and no new connection to a published port (Docker's DNAT) from outside the admin
+    resolver, no new connection to `peer_port` (published by Postgres) but from `peers`, and
+    no new connection to any other published port (Docker's DNAT) from outside the admin
     CIDRs. Published ports bypass INPUT, so without these the security list would be their
     only filter.
 
     `--ctdir ORIGINAL` judges the client's packets only, not the container's replies; traffic
-    between containers is not DNAT'ed, so it passes."""
+    between containers is not DNAT'ed, so it passes. `--ctorigdstport` is the port the client
+    asked for, before Docker's DNAT rewrote it to the container's."""
     published = "-m conntrack --ctstate DNAT --ctdir ORIGINAL"
+    to_peer_port = f"-p tcp {published} --ctorigdstport {peer_port}"
+    peer_rules = (
+        [
+            *(f"-A {CONTAINER_CHAIN} -s {peer} {to_peer_port} -j RETURN" for peer in peers),
+            f"-A {CONTAINER_CHAIN} {to_peer_port} -j DROP",
+        ]
+        if peers and peer_port is not None
+        else []
+    )
     return [
         *(
             f"-A {CONTAINER_CHAIN} -d {OCI_RESOLVER}/32 -p {protocol} --dport 53 -j RETURN"
             for protocol in ("udp", "tcp")
         ),
         f"-A {CONTAINER_CHAIN} -d {LINK_LOCAL} -j REJECT --reject-with icmp-admin-prohibited",
+        *peer_rules,
         *(f"-A {CONTAINER_CHAIN} -s {cidr} {published} -j RETURN" for cidr in cidrs),
         f"-A {CONTAINER_CHAIN} {published} -j DROP",
     ]
@@ -168,7 +186,12 @@ def _jump_once(chain: str, target: str) -> str:
     return f"iptables -w -C {chain} -j {target} 2>/dev/null || iptables -w -I {chain} 1 -j {target}"
 
 
-def firewall_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
+def firewall_script(
+    cidrs: Sequence[IpNetwork],
+    ports: Sequence[int],
+    peers: Sequence[ipaddress.IPv4Network] = (),
+    peer_port: int | None = None,
+) -> str:
     """`/usr/local/sbin/ai-swarm-firewall`: load our chains, then jump to them from the top of
     INPUT, OUTPUT and DOCKER-USER unless a jump is there already. DOCKER-USER is made when
     Docker has not made it yet: at boot this runs before Docker, which keeps the chain it finds
@@ -177,7 +200,7 @@ def firewall_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
     rules = _restore_input(
         [
             (FIREWALL_CHAIN, firewall_rules(cidrs, ports)),
-            (CONTAINER_CHAIN, container_rules(cidrs)),
+            (CONTAINER_CHAIN, container_rules(cidrs, peers, peer_port)),
             (OUTPUT_CHAIN, output_rules()),
         ]
     )
@@ -221,12 +244,17 @@ WantedBy=multi-user.target
 """
 
 
-def firewall_install_script(cidrs: Sequence[IpNetwork], ports: Sequence[int]) -> str:
+def firewall_install_script(
+    cidrs: Sequence[IpNetwork],
+    ports: Sequence[int],
+    peers: Sequence[ipaddress.IPv4Network] = (),
+    peer_port: int | None = None,
+) -> str:
     """Install the firewall script and its unit, enable the unit, and load the rules now by
     restarting it: the rules in force are the ones a reboot loads."""
     return install_files_script(
         [
-            HostFile(FIREWALL_SCRIPT, firewall_script(cidrs, ports), "0755"),
+            HostFile(FIREWALL_SCRIPT, firewall_script(cidrs, ports, peers, peer_port), "0755"),
             HostFile(f"{UNIT_DIR}/{FIREWALL_UNIT}", FIREWALL_UNIT_TEXT),
             HostFile(NETFILTER_PLUGIN, NETFILTER_PLUGIN_TEXT, "0755"),
         ],
@@ -286,6 +314,9 @@ class HostSettingsArgs:
     ready: pulumi.Resource
     admin_cidrs: Sequence[IpNetwork]
     admin_ports: Sequence[int]
+    # Who may reach `postgres_port` published on this host (the A1 with the replica on).
+    postgres_peers: Sequence[ipaddress.IPv4Network] = ()
+    postgres_port: int | None = None
 
 
 class HostSettings(pulumi.ComponentResource):
@@ -299,7 +330,11 @@ class HostSettings(pulumi.ComponentResource):
     ) -> None:
         super().__init__("ai-swarm:host:Settings", name, None, opts)
         self.firewall = self._apply(
-            f"{name}-firewall", firewall_install_script(args.admin_cidrs, args.admin_ports), args
+            f"{name}-firewall",
+            firewall_install_script(
+                args.admin_cidrs, args.admin_ports, args.postgres_peers, args.postgres_port
+            ),
+            args,
         )
         self.sshd = self._apply(f"{name}-sshd", sshd_install_script(), args)
         self.register_outputs({})

@@ -1,4 +1,5 @@
-"""The VCN the A1 host lives in: one public subnet, reachable only from the admin CIDRs."""
+"""The VCN the hosts live in: one public subnet, reachable only from the admin CIDRs, and the
+A1's Postgres port from the replica's peers (the Micro, `externalCidrs`) when it has any."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ class NetworkArgs:
     subnet_cidr: ipaddress.IPv4Network
     admin_cidrs: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
     admin_ports: Sequence[int]
+    # Who may reach Postgres' published port (`ReplicaSettings.peer_networks`): none, no rule.
+    postgres_peers: Sequence[ipaddress.IPv4Network] = ()
+    postgres_port: int | None = None
     dns_label: str = "aiswarm"
 
 
@@ -111,7 +115,8 @@ class Network(pulumi.ComponentResource):
 
 
 def ingress_rules(args: NetworkArgs) -> list[oci.core.SecurityListIngressSecurityRuleArgs]:
-    """One TCP rule per admin CIDR and port, plus path-MTU ICMP from inside the VCN."""
+    """One TCP rule per admin CIDR and port, one per Postgres peer, plus path-MTU ICMP from
+    inside the VCN."""
     tcp_rules = [
         oci.core.SecurityListIngressSecurityRuleArgs(
             protocol=TCP,
@@ -123,6 +128,19 @@ def ingress_rules(args: NetworkArgs) -> list[oci.core.SecurityListIngressSecurit
         for cidr in args.admin_cidrs
         for port in args.admin_ports
     ]
+    peer_rules = [
+        oci.core.SecurityListIngressSecurityRuleArgs(
+            protocol=TCP,
+            source=str(cidr),
+            source_type="CIDR_BLOCK",
+            description=f"replication from {cidr} to Postgres on {args.postgres_port}",
+            tcp_options=oci.core.SecurityListIngressSecurityRuleTcpOptionsArgs(
+                min=args.postgres_port, max=args.postgres_port
+            ),
+        )
+        for cidr in args.postgres_peers
+        if args.postgres_port is not None
+    ]
     path_mtu = oci.core.SecurityListIngressSecurityRuleArgs(
         protocol=ICMP,
         source=str(args.vcn_cidr),
@@ -130,4 +148,4 @@ def ingress_rules(args: NetworkArgs) -> list[oci.core.SecurityListIngressSecurit
         description="path-MTU discovery inside the VCN",
         icmp_options=_PATH_MTU_ICMP,
     )
-    return [*tcp_rules, path_mtu]
+    return [*tcp_rules, *peer_rules, path_mtu]

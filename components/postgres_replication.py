@@ -22,17 +22,21 @@ Every password travels on a command's stdin, never in a command line or a log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pulumi
+import pulumi_command as command
 import pulumi_random as random
 
 from components import replication
 from components.config import ReplicaSettings
 from components.postgres_tls import PostgresTls, PostgresTlsArgs
-from components.services.postgres import PORT
+from components.services.base import Service
+from components.services.placement import Placement
+from components.services.postgres import PORT, Postgres
+from components.services.postgres_replica import PostgresReplica
 from components.services.replication_link import LinkFile, ReplicationLink
 
 PASSWORD_LENGTH = 32
@@ -101,6 +105,14 @@ class PostgresReplication(pulumi.ComponentResource):
         )
         return pulumi.Output.secret(password.result)
 
+    def keep(self, placed: Sequence[tuple[SshHost, Placement]]) -> None:
+        """The steps on both hosts, after their containers: see the module's docstring."""
+        primary = _service_host(placed, Postgres)
+        replica = _service_host(placed, PostgresReplica)
+        self.primary_service = primary[1]
+        self.replica_service = replica[1]
+        self.register_outputs({"caCertPem": self.ca_cert_pem})
+
     def peer_output(self) -> dict[str, Any] | None:
         """`postgresPeer`: where and as whom an off-cloud subscriber connects, or None."""
         if self.peer_password is None:
@@ -113,5 +125,29 @@ class PostgresReplication(pulumi.ComponentResource):
             "publication": replication.PUBLICATION,
         }
 
-    def outputs(self) -> Mapping[str, Any]:
-        return {"caCertPem": self.ca_cert_pem, "peer": self.peer_output()}
+
+class SshHost(Protocol):
+    """What the steps need of a host (`components.host.Host`)."""
+
+    @property
+    def connection(self) -> command.remote.ConnectionArgs: ...
+    @property
+    def instance_id(self) -> pulumi.Output[str]: ...
+
+
+S = TypeVar("S", bound=Service)
+
+
+def _service_host(placed: Sequence[tuple[SshHost, Placement]], kind: type[S]) -> tuple[SshHost, S]:
+    """The host the one service of `kind` is placed on, and the service."""
+    found = [
+        (host, service)
+        for host, placement in placed
+        for service in placement.services.values()
+        if isinstance(service, kind)
+    ]
+    if len(found) != 1:
+        raise pulumi.RunError(
+            f"the replica needs exactly one {kind.key} service in the stack, not {len(found)}"
+        )
+    return found[0]

@@ -50,6 +50,8 @@ class Shape:
     platform: str
     fixed_size: HostSize | None = None
     reserved_memory_mb: int = HOST_RESERVED_MEMORY_MB
+    # A swap file of this size, made at first boot (None: no swap file).
+    swap_mb: int | None = None
 
 
 A1_FLEX = Shape(A1_SHAPE, platform="linux/arm64")
@@ -61,6 +63,9 @@ E2_1_MICRO = Shape(
     platform="linux/amd64",
     fixed_size=MICRO_SIZE,
     reserved_memory_mb=MICRO_RESERVED_MEMORY_MB,
+    # As much as its memory (Ubuntu's SwapFaq for 1 GB without hibernation): a peak such as a
+    # table's initial copy pages out instead of waking the OOM killer.
+    swap_mb=1024,
 )
 # Always Free block storage: every boot and block volume of the tenancy together.
 FREE_BLOCK_STORAGE_GB = 200

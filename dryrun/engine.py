@@ -432,17 +432,27 @@ def _created_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[s
             return tls_mocks.ecdsa_key(name)
         return _ssh_ed25519_key(name)
     if type_ in tls_mocks.CERTIFICATE_TYPES:
-        return tls_mocks.certificate_outputs(type_, name, inputs)
+        return tls_mocks.certificate_outputs(type_, name, plain_value(dict(inputs)))
     outputs: dict[str, dict[str, Any]] = {
         RANDOM_PASSWORD: {"result": _fake(name, "password", length)},
         RANDOM_BYTES: _fake_bytes(name, length),
         PUBLIC_IP: {"ipAddress": "192.0.2.10"},
-        INSTANCE: {"privateIp": "10.0.1.10", "state": "RUNNING"},
+        INSTANCE: _instance_outputs(inputs),
         VCN: {"defaultSecurityListId": f"{name}-default-security-list"},
         REMOTE_COMMAND: {"stdout": "", "stderr": ""},
         REMOTE_IMAGE: {"imageId": f"sha256:{_fake(name, 'image', 64)}"},
     }
     return outputs.get(type_, {})
+
+
+def _instance_outputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The instance's addresses: the private one it asked for (else the A1's fixed one), and an
+    ephemeral public one only when launched with `assign_public_ip`."""
+    vnic = inputs.get("createVnicDetails") or {}
+    outputs = {"privateIp": vnic.get("privateIp", "10.0.1.10"), "state": "RUNNING"}
+    if vnic.get("assignPublicIp") == "true":
+        outputs["publicIp"] = "192.0.2.11"
+    return outputs
 
 
 def _availability_domains(args: Mapping[str, Any]) -> dict[str, Any]:

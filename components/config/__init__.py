@@ -64,8 +64,8 @@ REPLICA_HOST_KEY = "replica"
 REPLICA_RESOURCE_PREFIX = "replica-"
 # Catalog keys of the services the replica's host runs (each when enabled), and of those among
 # them that run there only, never on the A1 host.
-REPLICA_SERVICES: tuple[str, ...] = ("nodeExporter",)
-REPLICA_ONLY: tuple[str, ...] = ()
+REPLICA_SERVICES: tuple[str, ...] = ("postgresReplica", "nodeExporter")
+REPLICA_ONLY: tuple[str, ...] = ("postgresReplica",)
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,12 @@ class StackConfig:
             boot_volume_gb=MICRO_BOOT_VOLUME_GB,
             data_volume_gb=None,
             private_ip=self.replica.private_ip,
-            services=tuple(key for key in REPLICA_SERVICES if settings.enabled(key)),
+            # The replica follows this host, not `ai-swarm:services`; the others, their settings.
+            services=tuple(
+                key
+                for key in REPLICA_SERVICES
+                if not CATALOG[key].configurable or settings.enabled(key)
+            ),
             allocations=MICRO_ALLOCATIONS,
             resource_prefix=REPLICA_RESOURCE_PREFIX,
         )

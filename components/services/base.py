@@ -29,7 +29,7 @@ from components.services.catalog import CATALOG, ServiceEntry
 from components.services.image_lock import pinned_reference
 from components.services.privileges import NO_NEW_PRIVILEGES, Privileges, privileges_of
 from components.services.replication_link import ReplicationLink
-from components.sizing import ALLOCATIONS, Allocation
+from components.sizing import Allocation
 
 HOST_LABEL = "ai-swarm.host"
 SERVICE_LABEL = "ai-swarm.service"
@@ -62,7 +62,10 @@ class ServiceContext:
     # SSH to the host, for the steps Docker cannot do (data directories, Vault's setup, keys).
     connection: command.remote.ConnectionArgs
     platform: str  # the host's Docker platform, which every image is pulled for
-    profile: str
+    # Each container's default limits on this host (`HostSpec.allocations`).
+    allocations: Mapping[str, Allocation]
+    # The host's private address in the VCN: where a port other hosts reach is published.
+    private_ip: str
     settings: ServiceSettings
     # Where the UIs publish their port: loopback, or the private address when exposed.
     ui_ip: str = LOOPBACK
@@ -74,7 +77,7 @@ class ServiceContext:
         return self.settings.override(source.key).image or source.image
 
     def allocation(self, entry: ServiceEntry, container: str) -> Allocation:
-        default = ALLOCATIONS[self.profile][container]
+        default = self.allocations[container]
         if container != entry.containers[0]:
             return default
         override = self.settings.override(entry.key)

@@ -91,7 +91,7 @@ class Postgres(Service):
                 ],
                 data=[DataDir("postgres", DATA_MOUNT)],
                 # For the subscribers: on the A1's private address only, never on 0.0.0.0.
-                published=[PublishedPort(link.primary_ip, PORT)] if link else [],
+                published=[PublishedPort(self.context.private_ip, PORT)] if link else [],
             )
         )
         self.finish()
