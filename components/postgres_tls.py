@@ -6,16 +6,16 @@ certificate names both as IP subject alternative names, so `sslmode=verify-full`
 either. Every key is made by pulumi-tls and kept in the state; its PEM is a secret Output.
 
 Renewal. pulumi-tls plans a replacement of a certificate once it is within its
-`early_renewal_hours` of the end of its `validity_period_hours` (`ready_for_renewal`;
-hashicorp/terraform-provider-tls, "Automatic Renewal" in its resource docs, and CHANGELOG 4.0.4:
-a refresh records it too). Nothing renews by itself between two `pulumi up`s: an `up` inside
-the window makes the new certificate, the primary's container is replaced with the new files
-(uploads force a replacement) and the subscriptions reconnect. The CA's own renewal keeps its
-key (`ca_key` is not replaced), so a new CA certificate has the same subject and key: a server
-certificate signed before or after it verifies against either, and the peers' old CA file keeps
+`early_renewal_hours` of the end of its `validity_period_hours` (hashicorp/terraform-provider-tls
+internal/provider/common_cert.go @ 1f1283d7, `modifyPlanIfCertificateReadyForRenewal`, run by
+every plan). Nothing renews between two `pulumi up`s: an `up` inside the window makes the new
+certificate, the primary's container is replaced with the new files (a changed upload forces
+a replacement) and the subscriptions reconnect. The CA's renewal keeps its key (the key is a
+resource of its own), so the new CA certificate has the same subject and key: a server
+certificate verifies against the old and the new one alike, and a peer's old CA file keeps
 working until that old certificate's own end. The server certificate follows any CA change
-(its `ca_cert_pem` input forces a new one). A changed address (a new reserved IP) makes a new
-certificate request and so a new certificate.
+(a changed `ca_cert_pem` replaces it). A new address (a new reserved IP) makes a new request
+and so a new certificate.
 """
 
 from __future__ import annotations
@@ -67,8 +67,6 @@ class PostgresTls(pulumi.ComponentResource):
             f"{name}-ca",
             private_key_pem=ca_key.private_key_pem,
             is_ca_certificate=True,
-            # A CA that signs server certificates only, never another CA.
-            max_path_length=0,
             set_subject_key_id=True,
             subject=tls.SelfSignedCertSubjectArgs(
                 common_name=CA_COMMON_NAME, organization=ORGANIZATION
