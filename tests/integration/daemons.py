@@ -457,6 +457,9 @@ class _Cluster:
     def write(self, directory: Path, name: str, content: str) -> Path:
         path = directory / name
         path.write_text(content)
+        # The server's own and private, as the image's secret uploads are: PostgreSQL refuses
+        # a TLS key that others can read.
+        path.chmod(0o600)
         _chown_to_postgres(path)
         return path
 

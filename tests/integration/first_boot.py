@@ -6,10 +6,11 @@ Run by the system's Python (the one Debian's cloud-init package is installed for
     unshare --mount --net /usr/bin/python3 first_boot.py SPEC.json
 
 SPEC names the user data, the block device standing in for the attached volume, the device path
-the attachment gives it, a directory of stand-in commands (first on PATH) and a report file.
+the attachment gives it (both null for a host without a data volume), a directory of stand-in
+commands (first on PATH) and a report file.
 The namespace sees its own `/dev` (the volume and the few character devices the scripts use, so
 that no other block device on this machine can be probed or mounted by label), `/run`, `/mnt`,
-`/usr/local/sbin` and `/etc/fstab`; all of it goes when the namespace does.
+`/srv`, `/usr/local/sbin` and `/etc/fstab`; all of it goes when the namespace does.
 
 cloud-init's own code does the work: `write_files` writes the entries (the first-boot scripts
 with their permissions, the fstab line appended), `util.shellify` makes the `runcmd` script
@@ -38,16 +39,17 @@ def _run(*argv: str) -> None:
     subprocess.run(argv, check=True)
 
 
-def _private_host(device: str, attach_as: str, bin_dir: Path, fstab: Path) -> None:
-    rdev = os.stat(device).st_rdev
+def _private_host(device: str | None, attach_as: str | None, bin_dir: Path, fstab: Path) -> None:
+    rdev = os.stat(device).st_rdev if device else None
     _run("mount", "-t", "tmpfs", "-o", "mode=0755", "first-boot-dev", "/dev")
     for name, (major, minor) in CHARACTER_DEVICES.items():
         os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
         os.chmod(f"/dev/{name}", 0o666)
-    os.mknod(device, 0o660 | stat.S_IFBLK, rdev)
-    Path(attach_as).parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(device, attach_as)
-    for directory in ("/run", "/mnt", "/usr/local/sbin"):
+    if device and attach_as and rdev is not None:
+        os.mknod(device, 0o660 | stat.S_IFBLK, rdev)
+        Path(attach_as).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(device, attach_as)
+    for directory in ("/run", "/mnt", "/srv", "/usr/local/sbin"):
         _run("mount", "-t", "tmpfs", "-o", "mode=0755", "first-boot", directory)
     fstab.write_text("")
     _run("mount", "--bind", str(fstab), "/etc/fstab")

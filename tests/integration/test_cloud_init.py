@@ -1,9 +1,11 @@
 """The instance's rendered user data against Debian's cloud-init schema validator, the unit
 drop-in it writes against systemd's own checks, and its first boot run by cloud-init's own code
-on a real block device (a loop device) in a private mount namespace."""
+on a real block device (a loop device) in a private mount namespace; the replica's Micro, which
+has no data volume, the same way, and its swap file made by cloud-init's own swap step."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from collections.abc import Iterator
@@ -11,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.cloud_init import DOCKER_DROP_IN
-from dryrun.engine import ProgramRun
+from dryrun.engine import ProgramRun, run_program
 from tests.helpers import user_data, user_data_text
 from tests.integration import daemons, loopdev, systemd
 
@@ -112,13 +115,16 @@ class Boot:
 
 def _boot(
     run: ProgramRun,
-    device: str,
+    device: str | None,
     workdir: Path,
+    *,
     failing_blkid: int | None = None,
     add_files: dict[str, str] | None = None,
+    booted: str | None = None,
 ) -> Boot:
-    """One first boot with `device` attached where the program attaches the volume; with
-    `failing_blkid`, a `blkid` first on PATH that exits so (every probe fails)."""
+    """One first boot with `device` attached where the program attaches the volume (None: a
+    host without one, booting the user data `booted`); with `failing_blkid`, a `blkid` first on PATH
+    that exits so (every probe fails)."""
     workdir.mkdir()
     bin_dir = workdir / "bin"
     bin_dir.mkdir()
@@ -134,11 +140,11 @@ def _boot(
         path = bin_dir / name
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(0o755)
-    (workdir / "user-data").write_text(user_data_text(run))
+    (workdir / "user-data").write_text(booted or user_data_text(run))
     spec = {
         "user_data": str(workdir / "user-data"),
         "device": device,
-        "attach_as": _attached_as(run),
+        "attach_as": _attached_as(run) if device else None,
         "bin": str(bin_dir),
         "work": str(workdir),
         "report": str(workdir / "report.json"),
@@ -250,3 +256,79 @@ def test_a_volume_not_ready_yet_is_not_formatted(program_run: ProgramRun, tmp_pa
         boot = _boot(program_run, not_ready, tmp_path / "boot")
     assert boot.error is not None and boot.mounted is None
     assert boot.calls == ["sleep 5"] * 5
+
+
+# --- The replica's Micro: no data volume, a swap file ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replica_run() -> ProgramRun:
+    return run_program(overrides={"replica": json.dumps({"enabled": True}), "dataVolumeGb": "100"})
+
+
+def _micro_user_data(run: ProgramRun) -> str:
+    encoded = run.one("oci:Core/instance:Instance", "replica-instance").inputs["metadata"]
+    return base64.b64decode(encoded["user_data"]).decode()
+
+
+def test_the_micros_user_data_passes_the_cloud_init_schema(
+    replica_run: ProgramRun, tmp_path: Path
+) -> None:
+    checked = daemons.cloud_init_schema(_micro_user_data(replica_run), tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Valid cloud-config" in checked.stdout
+    assert "deprecat" not in checked.stdout.lower() + checked.stderr.lower()
+    # A swap size cloud-init cannot read fails the same check: the one above can fail.
+    broken = _micro_user_data(replica_run).replace("size: 1073741824", "size: lots", 1)
+    assert broken != _micro_user_data(replica_run)
+    assert daemons.cloud_init_schema(broken, tmp_path / "broken").returncode != 0
+
+
+def test_the_micro_binds_its_data_from_the_boot_volume_then_installs_and_starts_docker(
+    replica_run: ProgramRun, tmp_path: Path
+) -> None:
+    boot = _boot(
+        replica_run, None, tmp_path / "boot", add_files={"state": "kept\n"},
+        booted=_micro_user_data(replica_run),
+    )  # fmt: skip
+    assert boot.error is None
+    # /mnt/data is the boot volume's directory (here on the namespace's /srv), bound there.
+    assert boot.mounted is not None and boot.mounted.endswith("[/ai-swarm-data]")
+    assert boot.files == ["state"]
+    assert boot.calls == [
+        "apt-get -o Acquire::Retries=3 update",
+        "apt-get -o Acquire::Retries=3 install -y --no-install-recommends "
+        "docker.io unattended-upgrades",
+        "usermod -aG docker ubuntu",
+        "systemctl enable --now docker",
+    ]
+
+
+def test_cloud_init_makes_a_one_gigabyte_swap_file_from_the_micros_settings(
+    replica_run: ProgramRun, tmp_path: Path
+) -> None:
+    """cloud-init's own `handle_swapcfg` (the mounts module's swap step: fallocate, mkswap) on
+    the document's `swap` settings; only the file's place is the test's (the real one is
+    /swapfile on the boot volume)."""
+    swap = yaml.safe_load(_micro_user_data(replica_run))["swap"]
+    assert swap["filename"] == "/swapfile"
+    made = tmp_path / "swapfile"
+    config = json.dumps({**swap, "filename": str(made)})
+    program = (
+        "import json, sys\n"
+        "from cloudinit.config import cc_mounts\n"
+        "print(cc_mounts.handle_swapcfg(json.loads(sys.argv[1])))\n"
+    )
+    done = subprocess.run(
+        [SYSTEM_PYTHON, "-c", program, config],
+        capture_output=True,
+        text=True,
+        timeout=BOOT_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(made)
+    assert made.stat().st_size == 1024 * 1024 * 1024
+    assert oct(made.stat().st_mode & 0o777) == "0o600"
+    assert loopdev.probe(str(made))[1]["TYPE"] == "swap"
+    made.unlink()

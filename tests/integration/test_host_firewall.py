@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -522,3 +523,122 @@ def test_the_container_rules_follow_a_changed_cidr_list_and_survive_a_second_run
     host.install(moved)
     assert _published_reaches(host, OUTSIDER_ADDRESS)
     assert not _published_reaches(host, ADMIN_ADDRESS)
+
+
+# --- The replica's path: Postgres published on the A1 to the replica's peers only ----------
+
+POSTGRES_PORT = 5432
+# The Micro, in the test VCN (10.200.0.0/16), and an off-cloud peer outside it: two more
+# addresses of the client namespace, beside the admin's and the outsider's (both inside it).
+MICRO_ADDRESS = "10.200.0.11"
+EXTERNAL_ADDRESS = "198.51.100.7"
+# What dockerd adds when a container publishes 5432 too (as for PUBLISHED_PORT above).
+_DOCKER_PUBLISHES_POSTGRES = f"""set -eu
+iptables -w -A DOCKER -d {CONTAINER_ADDRESS}/32 ! -i {CONTAINER_BRIDGE} -o {CONTAINER_BRIDGE} \
+  -p tcp --dport {POSTGRES_PORT} -j ACCEPT
+iptables -w -t nat -A PREROUTING -d {SERVER_ADDRESS} -p tcp --dport {POSTGRES_PORT} -j DNAT \
+  --to-destination {CONTAINER_ADDRESS}:{POSTGRES_PORT}
+"""
+
+
+@pytest.fixture(scope="module")
+def replica_run() -> ProgramRun:
+    """The replica on, in a VCN that holds the test's addresses: the admin's /32, the Micro at
+    a chosen private address, an external peer."""
+    return run_program(
+        overrides={
+            "adminCidrs": f'["{ADMIN_ADDRESS}/32"]',
+            "exposeUis": "true",
+            "vcnCidr": "10.200.0.0/16",
+            "subnetCidr": "10.200.0.0/24",
+            "dataVolumeGb": "100",
+            "replica": (
+                f'{{"enabled": true, "privateIp": "{MICRO_ADDRESS}", '
+                f'"externalCidrs": ["{EXTERNAL_ADDRESS}/32"]}}'
+            ),
+        }
+    )
+
+
+@pytest.fixture
+def postgres_host(docker_host: tuple[FirewallHost, str]) -> Iterator[FirewallHost]:
+    """The host with a container behind it that listens on 5432 too, and a client namespace
+    that holds the Micro's and the external peer's addresses as well."""
+    host, container_ns = docker_host
+    hosts = host.hosts
+    client_link, server_link = f"{hosts.tag}c", f"{hosts.tag}s"
+    for address, prefix in ((MICRO_ADDRESS, 24), (EXTERNAL_ADDRESS, 32)):
+        added = ["ip", "-n", hosts.client, "addr", "add", f"{address}/{prefix}", "dev", client_link]
+        assert subprocess.run(added, capture_output=True, check=False).returncode == 0
+    # The host answers the external peer over the same link (its default route, on OCI).
+    route = ["ip", "route", "add", f"{EXTERNAL_ADDRESS}/32", "dev", server_link]
+    assert hosts.run_on_server(route).returncode == 0
+    with listening_in(container_ns, CONTAINER_ADDRESS, [POSTGRES_PORT]):
+        yield host
+
+
+def _postgres_reaches(host: FirewallHost, source: str) -> bool:
+    return connects_from(host.hosts.client, source, SERVER_ADDRESS, POSTGRES_PORT)
+
+
+@pytest.mark.parametrize("docker_first", [False, True], ids=["boot", "running-docker"])
+def test_postgres_answers_the_replicas_peers_only_and_ssh_the_admins_only(
+    postgres_host: FirewallHost, replica_run: ProgramRun, docker_first: bool
+) -> None:
+    host = postgres_host
+    if docker_first:
+        host.start_docker()
+        host.run_bound(_DOCKER_PUBLISHES_POSTGRES)
+    host.install(replica_run)
+    if not docker_first:
+        host.start_docker()
+        host.run_bound(_DOCKER_PUBLISHES_POSTGRES)
+    assert _postgres_reaches(host, MICRO_ADDRESS)
+    assert _postgres_reaches(host, EXTERNAL_ADDRESS)
+    # A third address does not, nor the admin's: 5432 is the peers' alone.
+    assert not _postgres_reaches(host, OUTSIDER_ADDRESS)
+    assert not _postgres_reaches(host, ADMIN_ADDRESS)
+    # The peers reach nothing else published, and SSH stays the admins'.
+    assert not _published_reaches(host, MICRO_ADDRESS)
+    assert _published_reaches(host, ADMIN_ADDRESS)
+    for source in (MICRO_ADDRESS, EXTERNAL_ADDRESS, OUTSIDER_ADDRESS):
+        assert not host.hosts.connects(source, SSH_PORT), source
+    assert host.hosts.connects(ADMIN_ADDRESS, SSH_PORT)
+
+
+def test_without_the_replica_no_one_reaches_a_published_postgres(
+    postgres_host: FirewallHost,
+) -> None:
+    """The setup's own check: with the default stack's rules, 5432 published all the same is
+    the admins' like any published port, and the Micro's address is a stranger."""
+    host = postgres_host
+    host.install(
+        run_program(
+            overrides={
+                "adminCidrs": f'["{ADMIN_ADDRESS}/32"]',
+                "vcnCidr": "10.200.0.0/16",
+                "subnetCidr": "10.200.0.0/24",
+            }
+        )
+    )
+    host.start_docker()
+    host.run_bound(_DOCKER_PUBLISHES_POSTGRES)
+    assert not _postgres_reaches(host, MICRO_ADDRESS)
+    assert not _postgres_reaches(host, EXTERNAL_ADDRESS)
+    assert _postgres_reaches(host, ADMIN_ADDRESS)
+
+
+def test_on_the_micro_ssh_answers_the_admins_only_and_postgres_no_peer(
+    postgres_host: FirewallHost, replica_run: ProgramRun
+) -> None:
+    """The Micro's own firewall command, run on the test host: the admin baseline, no path
+    for the peers (the replica publishes nothing)."""
+    host = postgres_host
+    micro_firewall = command_script(replica_run, "replica-settings-firewall")
+    host.run_bound(micro_firewall, f"{host.stand_ins}:/usr/sbin:/usr/bin:/bin")
+    host.start_docker()
+    host.run_bound(_DOCKER_PUBLISHES_POSTGRES)
+    assert host.hosts.connects(ADMIN_ADDRESS, SSH_PORT)
+    for source in (MICRO_ADDRESS, EXTERNAL_ADDRESS, OUTSIDER_ADDRESS):
+        assert not host.hosts.connects(source, SSH_PORT), source
+        assert not _postgres_reaches(host, source), source
