@@ -22,6 +22,8 @@ Every password travels on a command's stdin, never in a command line or a log.
 
 from __future__ import annotations
 
+import posixpath
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -32,14 +34,152 @@ import pulumi_random as random
 
 from components import replication
 from components.config import ReplicaSettings
+from components.host_config import UNIT_DIR, HostFile, install_files_script
 from components.postgres_tls import PostgresTls, PostgresTlsArgs
 from components.services.base import Service
+from components.services.catalog import CATALOG
 from components.services.placement import Placement
 from components.services.postgres import PORT, Postgres
 from components.services.postgres_replica import PostgresReplica
 from components.services.replication_link import LinkFile, ReplicationLink
 
 PASSWORD_LENGTH = 32
+PRIMARY_CONTAINER = CATALOG["postgres"].containers[0]
+# The timers: each runs its reconcile through one oneshot unit, so that a timer's run and the
+# one an `up` starts never overlap (systemd queues a start of a unit that is running).
+PUBLICATION_UNIT = "ai-swarm-pg-publication"
+SUBSCRIPTION_UNIT = "ai-swarm-pg-subscription"
+SBIN = "/usr/local/sbin"
+# How soon a table that an application's migration made is published and subscribed to.
+RECONCILE_EVERY = "15min"
+# A reconcile brings schema and starts copies (the copies run on in the server): it ends in
+# minutes, or it hangs, and the next run should not wait behind it for ever.
+RECONCILE_TIMEOUT = "30min"
+# The replicator's password on the Micro, for its timer: root's, 0600 (letters and digits
+# only, so systemd reads it as is).
+SUBSCRIPTION_ENV_FILE = "/etc/ai-swarm/pg-subscription.env"
+# Heredoc marker for the SQL a host script hands psql.
+END_OF_SQL = "AI_SWARM_END_OF_SQL"
+# psql as the superuser inside a Postgres container of the image: `local` logins use scram, so
+# it takes the image's POSTGRES_PASSWORD from the container's own environment.
+PSQL_AS_SUPERUSER = (
+    'PGPASSWORD="$POSTGRES_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 '
+    '--username="$POSTGRES_USER" --dbname=postgres -f -'
+)
+
+
+def psql_in(container: str, sql: str, env_names: Sequence[str] = ()) -> str:
+    """Host shell lines: `sql` run by psql as the superuser inside `container`, the named
+    variables passed on from the host's environment (their values never in argv)."""
+    if END_OF_SQL in sql:
+        raise ValueError("the SQL holds the heredoc marker")
+    argv = replication.docker_exec_argv(container, PSQL_AS_SUPERUSER, env_names)
+    return f"{shlex.join(argv)} <<'{END_OF_SQL}'\n{sql}{END_OF_SQL}\n"
+
+
+def publication_script() -> str:
+    """`ai-swarm-pg-publication` on the A1: replica identities and the publication, as the
+    applications' migrations left the tables (no password needed: the superuser's is the
+    container's own)."""
+    return "#!/bin/sh\nset -eu\n" + psql_in(PRIMARY_CONTAINER, replication.publication_sql())
+
+
+def subscription_script(primary_ip: str) -> str:
+    """`ai-swarm-pg-subscription` on the Micro: the subscriber's reconcile inside the replica,
+    with the replicator's password from the unit's environment."""
+    argv = replication.docker_exec_argv(
+        replication.REPLICA_CONTAINER,
+        replication.subscriber_reconcile_script(primary_ip),
+        [replication.REPLICATOR_PASSWORD_ENV],
+    )
+    return f"#!/bin/sh\nset -eu\nexec {shlex.join(argv)}\n"
+
+
+def reconcile_service(unit: str, what: str, env_file: str | None = None) -> str:
+    environment = f"EnvironmentFile={env_file}\n" if env_file else ""
+    return f"""[Unit]
+Description=ai-swarm: {what}
+Requires=docker.service
+After=docker.service
+
+[Service]
+Type=oneshot
+ExecStart={SBIN}/{unit}
+{environment}TimeoutStartSec={RECONCILE_TIMEOUT}
+Nice=10
+"""
+
+
+def reconcile_timer(what: str) -> str:
+    """Every RECONCILE_EVERY after the last run ended, and soon after a boot."""
+    return f"""[Unit]
+Description=ai-swarm: {what}, every {RECONCILE_EVERY}
+
+[Timer]
+OnBootSec=5min
+OnUnitInactiveSec={RECONCILE_EVERY}
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+def unit_files(unit: str, script: str, what: str, env_file: str | None = None) -> list[HostFile]:
+    return [
+        HostFile(f"{SBIN}/{unit}", script, "0755"),
+        HostFile(f"{UNIT_DIR}/{unit}.service", reconcile_service(unit, what, env_file)),
+        HostFile(f"{UNIT_DIR}/{unit}.timer", reconcile_timer(what)),
+    ]
+
+
+PUBLICATION_WHAT = "replica identities and the publication of the replicated databases"
+SUBSCRIPTION_WHAT = "schema and subscriptions of the Postgres replica"
+
+
+def _read_stdin(names: Sequence[str]) -> list[str]:
+    """Lines that read one value a line from the command's stdin into exported variables."""
+    lines = [f"IFS= read -r {name}" for name in names]
+    return [*lines, f"export {' '.join(names)}"] if names else []
+
+
+def primary_step_script(peer: bool) -> str:
+    """The A1's step in `up`: the roles with the passwords read from stdin (one a line: the
+    replicator's, then the peer's), the publication unit and its timer installed, and the
+    publication reconciled through that unit."""
+    names = [replication.REPLICATOR_PASSWORD_ENV] + (
+        [replication.PEER_PASSWORD_ENV] if peer else []
+    )
+    unit = PUBLICATION_UNIT
+    return install_files_script(
+        unit_files(unit, publication_script(), PUBLICATION_WHAT),
+        before=_read_stdin(names),
+        then=[
+            psql_in(PRIMARY_CONTAINER, replication.roles_sql(peer=peer), names).rstrip("\n"),
+            "sudo systemctl daemon-reload",
+            f"sudo systemctl enable --now {unit}.timer",
+            f"sudo systemctl start {unit}.service",
+        ],
+    )
+
+
+def subscriber_step_script(primary_ip: str) -> str:
+    """The Micro's step in `up`: the replicator's password (stdin) into the unit's environment
+    file, the subscription unit and its timer installed, and the reconcile run through it."""
+    unit = SUBSCRIPTION_UNIT
+    env = replication.REPLICATOR_PASSWORD_ENV
+    return install_files_script(
+        unit_files(unit, subscription_script(primary_ip), SUBSCRIPTION_WHAT, SUBSCRIPTION_ENV_FILE),
+        before=_read_stdin([env]),
+        then=[
+            f"sudo install -d -m 0700 {posixpath.dirname(SUBSCRIPTION_ENV_FILE)}",
+            f"printf '{env}=%s\\n' \"${env}\" | sudo sh -c "
+            f"'umask 077; cat > {SUBSCRIPTION_ENV_FILE}.new && mv -f {SUBSCRIPTION_ENV_FILE}.new "
+            f"{SUBSCRIPTION_ENV_FILE}'",
+            "sudo systemctl daemon-reload",
+            f"sudo systemctl enable --now {unit}.timer",
+            f"sudo systemctl start {unit}.service",
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -106,12 +246,72 @@ class PostgresReplication(pulumi.ComponentResource):
         return pulumi.Output.secret(password.result)
 
     def keep(self, placed: Sequence[tuple[SshHost, Placement]]) -> None:
-        """The steps on both hosts, after their containers: see the module's docstring."""
-        primary = _service_host(placed, Postgres)
-        replica = _service_host(placed, PostgresReplica)
-        self.primary_service = primary[1]
-        self.replica_service = replica[1]
-        self.register_outputs({"caCertPem": self.ca_cert_pem})
+        """The steps on both hosts, after their containers (see the module's docstring)."""
+        primary_host, primary = _service_host(placed, Postgres)
+        replica_host, replica = _service_host(placed, PostgresReplica)
+        primary_placement = next(p for h, p in placed if h is primary_host)
+        # The applications (the services that need Postgres) migrate their databases when they
+        # start: the step waits for them and runs again whenever one of them, or Postgres, is a
+        # new container.
+        migrators = [
+            c
+            for key, service in primary_placement.services.items()
+            if Postgres.key in CATALOG[key].needs
+            for c in service.containers
+        ]
+        containers = [*primary.containers, *migrators]
+        peer = self.peer_password is not None
+        passwords = [self.replicator_password]
+        if self.peer_password is not None:
+            passwords.append(self.peer_password)
+        self.primary_step = self._step(
+            "primary",
+            primary_host,
+            primary_step_script(peer),
+            stdin=pulumi.Output.all(*passwords).apply(_lines),
+            after=containers,
+            triggers=[primary_host.instance_id, *(c.id for c in containers)],
+        )
+        self.subscriber_step = self._step(
+            "subscriber",
+            replica_host,
+            subscriber_step_script(self._args.primary_ip),
+            stdin=self.replicator_password.apply(lambda password: _lines([password])),
+            after=[*replica.containers, self.primary_step],
+            triggers=[
+                replica_host.instance_id,
+                *(c.id for c in replica.containers),
+                self.primary_step.id,
+            ],
+        )
+        self.register_outputs(
+            {
+                "caCertPem": self.ca_cert_pem,
+                "timers": [f"{PUBLICATION_UNIT}.timer", f"{SUBSCRIPTION_UNIT}.timer"],
+            }
+        )
+
+    def _step(
+        self,
+        purpose: str,
+        host: SshHost,
+        script: str,
+        *,
+        stdin: pulumi.Input[str],
+        after: Sequence[pulumi.Resource],
+        triggers: Sequence[pulumi.Input[str]],
+    ) -> command.remote.Command:
+        """A reconcile step over SSH: run again when its script or stdin change (an update) and
+        when a trigger does (a new host, a new container). Secrets only on its stdin."""
+        return command.remote.Command(
+            f"{self._name}-{purpose}",
+            connection=host.connection,
+            create=script,
+            update=script,
+            stdin=pulumi.Output.secret(stdin),
+            triggers=list(triggers),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
 
     def peer_output(self) -> dict[str, Any] | None:
         """`postgresPeer`: where and as whom an off-cloud subscriber connects, or None."""
@@ -124,6 +324,11 @@ class PostgresReplication(pulumi.ComponentResource):
             "databases": list(replication.DATABASES),
             "publication": replication.PUBLICATION,
         }
+
+
+def _lines(values: Sequence[str]) -> str:
+    """Values for a step's stdin, one a line (none holds a line break: letters and digits)."""
+    return "".join(f"{value}\n" for value in values)
 
 
 class SshHost(Protocol):
