@@ -25,6 +25,7 @@ from dryrun import tls_mocks
 from dryrun.engine import SECRET, ProgramRun, Registration, run_program
 from dryrun.replacements import plan
 from tests.services.readers import (
+    COMMAND,
     CONTAINER,
     PASSWORD,
     REMOTE_IMAGE,
@@ -323,3 +324,74 @@ def test_without_the_replica_nothing_is_added(always_free_run: ProgramRun) -> No
         for r in always_free_run.registrations
         if r.type.startswith("tls:index/") and r.type != "tls:index/privateKey:PrivateKey"
     ]
+
+
+# --- the reconcile steps ------------------------------------------------------------------------
+
+
+def _step(run: ProgramRun, name: str) -> Registration:
+    return run.one(COMMAND, f"postgres-replication-{name}")
+
+
+def _names(run: ProgramRun, urns: tuple[str, ...]) -> set[str]:
+    by_urn = run.by_urn()
+    return {by_urn[urn].name for urn in urns}
+
+
+def test_the_primarys_step_runs_on_the_a1_after_postgres_and_the_migrating_applications(
+    run: ProgramRun,
+) -> None:
+    step = _step(run, "primary")
+    assert step.inputs["connection"]["host"] == run.outputs["publicIp"]
+    assert {"postgres-postgres", "litellm-litellm", "openWebui-open-webui"} <= _names(
+        run, step.dependencies
+    )
+    # A new container (an image bump that migrated a database) runs it again.
+    ids = {run.ids[container(run, name).urn] for name in ("postgres", "litellm", "open-webui")}
+    assert ids <= set(step.inputs["triggers"])
+
+
+def test_the_subscribers_step_runs_on_the_micro_after_the_replica_and_the_primarys_step(
+    run: ProgramRun,
+) -> None:
+    step = _step(run, "subscriber")
+    assert step.inputs["connection"]["host"] == run.outputs["replica"]["publicIp"]
+    assert {"replica-postgresReplica-postgres-replica", "postgres-replication-primary"} <= (
+        _names(run, step.dependencies)
+    )
+    assert run.ids[_step(run, "primary").urn] in step.inputs["triggers"]
+
+
+def test_the_passwords_travel_on_the_steps_stdin_only(run: ProgramRun) -> None:
+    replicator, peer, rest = _step(run, "primary").inputs["stdin"].split("\n")
+    assert rest == ""
+    # Two values the generators made, one for each role.
+    assert replicator != peer
+    assert {replicator, peer} <= set(run.generated)
+    assert _step(run, "subscriber").inputs["stdin"] == f"{replicator}\n"
+    for name in ("primary", "subscriber"):
+        assert "stdin" in _step(run, name).secret_paths
+    for registration in run.registrations:
+        for path, text in _leaves(registration.inputs, ""):
+            if replicator in text or peer in text:
+                assert (registration.type, path) == (COMMAND, "stdin"), registration.name
+    assert run.outputs["postgresPeerPassword"] is SECRET
+
+
+def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}.{key}".lstrip("."))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item, path)
+
+
+def test_without_the_replica_no_step_and_no_timer(always_free_run: ProgramRun) -> None:
+    names = {r.name for r in always_free_run.registrations}
+    assert not {n for n in names if n.startswith("postgres-replication")}
+    scripts = " ".join(str(c.inputs.get("create")) for c in always_free_run.of_type(COMMAND))
+    assert "ai-swarm-pg-publication" not in scripts
+    assert "ai-swarm-pg-subscription" not in scripts
