@@ -43,6 +43,7 @@ PEER_CIDR = "198.51.100.0/28"
 HOST_DIRS = ("/usr/local/sbin", "/etc/systemd/system", "/etc/ai-swarm")
 TLS_VERSION = "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 RUNUSER = daemons.require_program("runuser")
+WORLD_READABLE = "0644"
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,9 @@ def primary(run: ProgramRun) -> Iterator[daemons.PostgresDaemon]:
         if upload.get("permissions"):
             # Owned by the user the container runs as: `postgres` there, `postgres` here.
             assert upload["owner"] == uid, upload["file"]
-            modes[upload["file"]] = int(upload["permissions"], 8)
+        # An upload without permissions of its own is world-readable (components.services.base,
+        # `Upload`).
+        modes[upload["file"]] = int(upload.get("permissions") or WORLD_READABLE, 8)
     command, *server_args = rendered.command
     assert command == "postgres"
     with daemons.postgres_like_image(rendered.envs, rendered.uploads, server_args, modes) as daemon:
