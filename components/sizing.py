@@ -67,6 +67,8 @@ E2_1_MICRO = Shape(
     # table's initial copy pages out instead of waking the OOM killer.
     swap_mb=1024,
 )
+# Every shape the stack launches, by OCI name.
+SHAPES: Mapping[str, Shape] = {shape.name: shape for shape in (A1_FLEX, E2_1_MICRO)}
 # Always Free block storage: every boot and block volume of the tenancy together.
 FREE_BLOCK_STORAGE_GB = 200
 # The Micro's boot volume, which holds its data too (it has no block volume).

@@ -7,6 +7,7 @@ config, so the numbers shown are the ones the pack enforces.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any, Final
 
 # The pack's own measure, so that the budget shown is the one the pack judges.
 from ai_swarm_policies.measure import Demand, Host, Resource, measure
+from components.sizing import SHAPES
 from dryrun.engine import ProgramRun, Registration
 
 SERVICE_TYPE_PREFIX: Final = "ai-swarm:service:"
@@ -171,7 +173,8 @@ def budget(run: ProgramRun, limits: BudgetLimits) -> Budget:
     return Budget(
         hosts=tuple(
             _host_budget(host, hosts.placed(name), by_urn, limits)
-            for name, host in hosts.hosts.items()
+            # By name: the same order whatever order the instances were registered in.
+            for name, host in sorted(hosts.hosts.items())
         ),
         unplaced=tuple(_container_usage(demand, by_urn) for demand in hosts.unplaced),
         a1_ocpus=Usage(figures.instances.a1_ocpus, limits.max_a1_ocpus),
@@ -193,6 +196,7 @@ def _host_budget(
             key=lambda usage: (-usage.memory_mb, -usage.cpus, usage.container),
         )
     )
+    host, reserved_mb = _shaped(host, limits)
     return HostBudget(
         host=host.name,
         ocpus=host.ocpus or 0.0,
@@ -202,11 +206,26 @@ def _host_budget(
             math.fsum(c.cpus for c in containers), host.cpus_allowed(limits.max_cpu_overcommit)
         ),
         memory_mb=Usage(
-            math.fsum(c.memory_mb for c in containers),
-            host.memory_allowed_mb(limits.host_reserved_memory_mb),
+            math.fsum(c.memory_mb for c in containers), host.memory_allowed_mb(reserved_mb)
         ),
-        reserved_memory_mb=limits.host_reserved_memory_mb,
+        reserved_memory_mb=reserved_mb,
     )
+
+
+def _shaped(host: Host, limits: BudgetLimits) -> tuple[Host, float]:
+    """The host with the size of its shape when the shape is fixed (an instance of a fixed
+    shape sets no `shapeConfig` to read it from), and the memory it keeps for the OS: the
+    pack's setting on the A1, the sizing module's reserve on any other shape."""
+    shape = SHAPES.get(str(host.instance.props.get("shape", "")))
+    if shape is None or shape.fixed_size is None:
+        return host, limits.host_reserved_memory_mb
+    size = shape.fixed_size
+    fixed = dataclasses.replace(
+        host,
+        ocpus=host.ocpus or float(size.ocpus),
+        memory_gb=host.memory_gb or float(size.memory_gb),
+    )
+    return fixed, float(shape.reserved_memory_mb)
 
 
 def _container_usage(demand: Demand, by_urn: Mapping[str, Registration]) -> ContainerUsage:

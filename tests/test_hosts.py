@@ -1,7 +1,8 @@
 """Hosts, not a host: each Docker resource is made on its own host's provider, for its platform.
 
-The stack configures one host today; a second, hypothetical x86 Micro is composed through the
-component API (`tests/two_hosts_program.py`), since no config key adds one yet.
+A second x86 Micro with Postgres on it is composed here through the component API
+(`tests/two_hosts_program.py`): any spec is placed on its own host, whatever config layouts
+exist. The configured layouts (`ai-swarm:replica`) are tested in `tests/test_replica_hosts.py`.
 """
 
 from __future__ import annotations

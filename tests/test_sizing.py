@@ -17,7 +17,7 @@ from components.sizing import (
     container_memory_mb,
     container_millicpus,
 )
-from tests.budget_table import markdown_table
+from tests.budget_table import markdown_table, replica_markdown_table
 
 # The original sizing's ranges (MB) that the a1-4x24 profile keeps to, per service.
 ORIGINAL_RANGES = {
@@ -74,3 +74,14 @@ def test_readme_table_lists_every_container_and_the_totals() -> None:
     rows = markdown_table("always-free").splitlines()
     assert len(rows) == 2 + len(ALLOCATIONS["always-free"]) + 1
     assert rows[-1] == "| **Total** | | **3** of 3 | **9216** of 10752 | |"
+
+
+def test_the_micros_table_fits_its_gigabyte_less_its_reserve() -> None:
+    rows = replica_markdown_table().splitlines()
+    # Container, cpus, memory, reservation (the service column names the catalog's entry).
+    assert [row.split(" | ")[1:] for row in rows[2:-1]] == [
+        ["node-exporter", "0.1", "64", "32 |"],
+        ["postgres-replica", "0.5", "320", "160 |"],
+    ]
+    # 1024 MB less the 512 MB kept for Ubuntu and Docker; 1 OCPU x 1.5.
+    assert rows[-1] == "| **Total** | | **0.6** of 1.5 | **384** of 512 | |"

@@ -1,7 +1,8 @@
-"""A Pulumi program with two hosts: the stack's A1 host and a hypothetical x86 Micro.
+"""A Pulumi program with two hosts: the stack's A1 host and an x86 Micro running Postgres.
 
-No config key adds a second host yet: this composes one through the component API, as a
-configured host will be, for `tests/test_hosts.py` (which runs it as a project's `__main__.py`).
+It composes the second host through the component API, not through `ai-swarm:replica`, with a
+data volume and Postgres on it, a layout the config does not offer: placement must hold for
+any spec. `tests/test_hosts.py` runs it as a project's `__main__.py`.
 """
 
 import ipaddress
@@ -10,9 +11,10 @@ from dataclasses import replace
 from components.config import load_config
 from components.host import Host, HostArgs
 from components.services.placement import place_services
-from components.sizing import HostSize, Shape
+from components.sizing import E2_1_MICRO, MICRO_ALLOCATIONS, MICRO_SIZE, Shape
 
-MICRO = Shape("VM.Standard.E2.1.Micro", platform="linux/amd64")
+# The Micro's shape, but sized explicitly (shape_config), with a data volume.
+MICRO = Shape(E2_1_MICRO.name, platform=E2_1_MICRO.platform)
 
 config = load_config(lambda _tenancy: ["AD-1"])
 [a1] = config.hosts
@@ -21,9 +23,10 @@ micro = replace(
     key="micro",
     name="swarm-micro",
     shape=MICRO,
-    size=HostSize(ocpus=1, memory_gb=1),
+    size=MICRO_SIZE,
     private_ip=ipaddress.IPv4Address("10.0.1.20"),
     services=("postgres", "nodeExporter"),
+    allocations={**MICRO_ALLOCATIONS, "postgres": MICRO_ALLOCATIONS["postgres-replica"]},
     resource_prefix="micro-",
     former_key=None,
 )

@@ -9,7 +9,7 @@ import pytest
 
 from ai_swarm_policies.contract import CONTAINER, VCN
 from dryrun import POLICY_PACK_DIR
-from dryrun.engine import ProgramRun
+from dryrun.engine import ProgramRun, run_program
 from dryrun.policy import evaluate, load_policy_config
 from dryrun.report import (
     BudgetLimits,
@@ -99,3 +99,22 @@ def test_limits_follow_the_policy_config(a1_4x24_run: ProgramRun) -> None:
     limits = BudgetLimits.from_policy_config(settings)
     assert (limits.max_a1_ocpus, limits.max_a1_memory_gb) == (4, 24)
     assert budget(a1_4x24_run, limits).a1_ocpus.headroom == 0
+
+
+def test_each_host_has_its_own_budget_the_micro_its_fixed_size_and_reserve(
+    limits: BudgetLimits,
+) -> None:
+    run = run_program(overrides={"replica": '{"enabled": true}', "dataVolumeGb": "100"})
+    a1, micro = budget(run, limits).hosts
+    assert (a1.host, micro.host) == ("host", "replica")
+    # The A1 keeps the pack's reserve; the Micro (1 OCPU, 1 GB, no shape_config to read them
+    # from) keeps 512 MB of its 1024.
+    assert a1.memory_mb.allowed == 12 * 1024 - 1536
+    assert (micro.ocpus, micro.memory_gb, micro.reserved_memory_mb) == (1, 1, 512)
+    assert micro.memory_mb.allowed == 1024 - 512
+    assert micro.cpu.allowed == 1.5
+    assert [(c.container, c.memory_mb) for c in micro.containers] == [("node-exporter", 64)]
+    # Every container is on one host or the other, and counted once.
+    placed = sum(len(h.containers) for h in (a1, micro))
+    assert placed == len(run.of_type(CONTAINER))
+    assert budget(run, limits).unplaced == ()

@@ -642,3 +642,6 @@ def test_on_the_micro_ssh_answers_the_admins_only_and_postgres_no_peer(
     for source in (MICRO_ADDRESS, EXTERNAL_ADDRESS, OUTSIDER_ADDRESS):
         assert not host.hosts.connects(source, SSH_PORT), source
         assert not _postgres_reaches(host, source), source
+    # The UIs run on the A1: the Micro's INPUT opens their ports to no one, admins included
+    # (8080 listens on the test host itself; 4000 is the setup's published port).
+    assert not host.hosts.connects(ADMIN_ADDRESS, 8080)
