@@ -395,3 +395,26 @@ def test_without_the_replica_no_step_and_no_timer(always_free_run: ProgramRun) -
     scripts = " ".join(str(c.inputs.get("create")) for c in always_free_run.of_type(COMMAND))
     assert "ai-swarm-pg-publication" not in scripts
     assert "ai-swarm-pg-subscription" not in scripts
+
+
+def test_the_replicas_generated_values_and_what_protects_them(run: ProgramRun) -> None:
+    """Only the replica's superuser password is protected: its data directory keeps it. The
+    roles' passwords are set again by every step, and a new key or certificate only replaces
+    the containers that hold it."""
+    added = {
+        r.name: r.protect
+        for r in run.registrations
+        if r.type.startswith(("random:", "tls:"))
+        and (r.name.startswith("postgres-replication") or r.name.startswith("replica-"))
+    }
+    assert added == {
+        "replica-ssh-host-key": True,
+        "replica-postgresReplica-superuser": True,
+        "postgres-replication-replicator": False,
+        "postgres-replication-peer": False,
+        "postgres-replication-tls-ca-key": False,
+        "postgres-replication-tls-ca": False,
+        "postgres-replication-tls-server-key": False,
+        "postgres-replication-tls-server-request": False,
+        "postgres-replication-tls-server": False,
+    }

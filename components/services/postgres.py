@@ -1,4 +1,9 @@
-"""Postgres: the databases of LiteLLM and Open WebUI, scram-sha-256 only, data on the volume."""
+"""Postgres: the databases of LiteLLM and Open WebUI, scram-sha-256 only, data on the volume.
+
+With the replica (`ai-swarm:replica.enabled`), the context's `ReplicationLink` adds the primary's
+logical-replication and TLS settings, the subscribers' `hostssl` lines and the TLS files, and
+publishes 5432 on the host's private address alone (`components.postgres_replication`).
+"""
 
 from __future__ import annotations
 
