@@ -446,6 +446,10 @@ END $f$;"""
 # (dropped or renamed) or has with another type, dropped here; then in place, columns the
 # primary added, NOT NULL and defaults as the primary has them (a change that fails drops the
 # table instead). Every statement is chosen from the catalogs, so a second run does nothing.
+# Before a table changes, the subscription is disabled and its workers have stopped: a running
+# apply worker meets a table between drop and create ("logical replication target relation
+# ... does not exist", an apply error). The reconcile enables it again at its end, and the new
+# workers start from the catalogs as they are then.
 _SCHEMA_IN_PLACE = """SELECT pg_temp.try(format('CREATE TYPE public.%I AS ENUM (%s)', typname,
     string_agg(quote_literal(label), ', ' ORDER BY sortorder)))
   FROM p_enums WHERE to_regtype(format('public.%I', typname)) IS NULL GROUP BY typname;
@@ -453,14 +457,13 @@ SELECT pg_temp.try(format('ALTER TYPE public.%I ADD VALUE IF NOT EXISTS %L', typ
   FROM p_enums p WHERE NOT EXISTS (SELECT FROM pg_enum e
     WHERE e.enumtypid = to_regtype(format('public.%I', p.typname)) AND e.enumlabel = p.label)
   ORDER BY typname, sortorder;
-SELECT pg_temp.try(format('DROP TABLE IF EXISTS public.%I CASCADE', relname)) FROM (
+CREATE TEMP VIEW gone AS
   SELECT relname FROM r_tables EXCEPT SELECT relname FROM p_tables
   UNION
   SELECT r.relname FROM r_columns r WHERE r.relname IN (SELECT relname FROM p_columns)
     AND NOT EXISTS (SELECT FROM p_columns p
-      WHERE (p.relname, p.attname, p.type) = (r.relname, r.attname, r.type))
-) gone ORDER BY relname;
-SELECT pg_temp.apply_or_resync(relname, stmt) FROM (
+      WHERE (p.relname, p.attname, p.type) = (r.relname, r.attname, r.type));
+CREATE TEMP VIEW changes AS
   SELECT p.relname, 1 AS step, p.attname, format('ALTER TABLE public.%I ADD COLUMN %I %s%s%s',
       p.relname, p.attname, p.type, ' DEFAULT ' || p.def,
       CASE WHEN p.not_null THEN ' NOT NULL' ELSE '' END) AS stmt
@@ -478,9 +481,32 @@ SELECT pg_temp.apply_or_resync(relname, stmt) FROM (
       ELSE format('ALTER TABLE public.%I ALTER COLUMN %I SET DEFAULT %s', p.relname, p.attname,
         p.def) END
     FROM p_columns p JOIN r_columns r USING (relname, attname, type)
-    WHERE p.def IS DISTINCT FROM r.def
-) changes ORDER BY relname, step, attname;
+    WHERE p.def IS DISTINCT FROM r.def;
+SELECT EXISTS (SELECT FROM gone) OR EXISTS (SELECT FROM changes) AS changing \\gset
+\\if :changing
+SELECT format('ALTER SUBSCRIPTION %I DISABLE', subname) FROM pg_subscription
+  WHERE subname = __SUBSCRIPTION__ AND subenabled\\gexec
+DO $wait$ BEGIN
+  FOR i IN 1..__WAIT_TENTHS__ LOOP
+    EXIT WHEN NOT EXISTS (SELECT FROM pg_stat_subscription
+      WHERE subname = __SUBSCRIPTION__ AND pid IS NOT NULL);
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $wait$;
+\\endif
+SELECT pg_temp.try(format('DROP TABLE IF EXISTS public.%I CASCADE', relname))
+  FROM gone ORDER BY relname;
+SELECT pg_temp.apply_or_resync(relname, stmt) FROM changes ORDER BY relname, step, attname;
 """
+# How long the reconcile waits for a disabled subscription's workers to stop.
+WORKER_STOP_WAIT_S = 60
+
+
+def _schema_in_place(subscription: str) -> str:
+    return _SCHEMA_IN_PLACE.replace("__SUBSCRIPTION__", quote_literal(subscription)).replace(
+        "__WAIT_TENTHS__", str(WORKER_STOP_WAIT_S * 10)
+    )
+
 
 # The published tables still missing here, as pg_dump -t patterns (created from the primary's
 # schema next), and whether the database has no table at all (then the whole schema comes).
@@ -542,9 +568,8 @@ primary_dump() {
   (unset PGPASSWORD; pg_dump --no-owner --no-privileges --no-publications --no-subscriptions \\
     --no-security-labels --no-tablespaces -d "$conn" "$@")
 }
-dump_patterns() { # the pg_dump options for the patterns, one a line, in file $1, then $2...
+dump_patterns() { # pg_dump of the tables named (one pattern a line) in file $1, options $2...
   file="$1"; shift
-  set --
   while IFS= read -r pattern; do set -- "$@" "--table=$pattern"; done < "$file"
   primary_dump "$conn" "$@"
 }
@@ -571,6 +596,14 @@ def _database_section(database: str, connection: str, subscription: str) -> str:
         f"AND relname = ANY ({_sql_array(MIGRATION_TABLES)})) TO STDOUT"
     )
     drop_bookkeeping = ", ".join(f"public.{quote_identifier(t)}" for t in MIGRATION_TABLES)
+    # Each bookkeeping table's rows as one digest, the same query on both sides: the copy is
+    # made only when they differ (after a migration), not on every run.
+    fingerprint = shlex.quote(
+        "SELECT coalesce(string_agg(relname || ':' || md5(query_to_xml(format("
+        "'SELECT * FROM public.%I ORDER BY 1', relname), false, false, '')::text), ',' "
+        "ORDER BY relname), '') FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+        f"AND relname = ANY ({_sql_array(MIGRATION_TABLES)})"
+    )
     slot = shlex.quote(
         f"SELECT coalesce(wal_status, 'none') FROM pg_replication_slots WHERE slot_name = {sub}"
     )
@@ -589,7 +622,7 @@ if [ "$(here -d "$db" -c {empty})" = 0 ]; then
 fi
 here -d "$db" > missing <<'SQL'
 {load}\\o /dev/null
-{_SCHEMA_IN_PLACE}\\o
+{_schema_in_place(subscription)}\\o
 {_MISSING_TABLES}SQL
 if [ -s missing ]; then
   dump_patterns missing --schema-only > tables.sql
@@ -598,7 +631,8 @@ fi
 here -d "$db" > /dev/null <<'SQL'
 {load}{_SCHEMA_KEYS}SQL
 primary "$conn" -c {bookkeeping} > bookkeeping
-if [ -s bookkeeping ]; then
+theirs="$(primary "$conn" -c {fingerprint})"
+if [ -s bookkeeping ] && [ "$theirs" != "$(here -d "$db" -c {fingerprint})" ]; then
   dump_patterns bookkeeping > bookkeeping.sql
   {{ echo 'DROP TABLE IF EXISTS {drop_bookkeeping};'; cat bookkeeping.sql; }} > snapshot.sql
   here -d "$db" -1 -f snapshot.sql

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import os
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -45,6 +48,12 @@ from components.services.render import (
     render_roles_sql,
 )
 from tests.integration import daemons
+from tests.integration.test_litellm_own_code import (
+    MIGRATIONS_TIMEOUT_S,
+    migration_files,
+    postgres_psql,
+)
+from tests.integration.test_open_webui_own_code import _MIGRATE, run_open_webui
 
 SUPERUSER = "postgres"
 # An external network the peer is admitted from: TEST-NET-1, never this machine's address.
@@ -54,6 +63,7 @@ REPLICATION_TIMEOUT_S = 90.0
 TINY_WAL_KEEP_MB = 32
 WAL_SEGMENT_BYTES = 16 * 1024 * 1024
 RUNUSER = daemons.require_program("runuser")
+BUSYBOX = daemons.require_program("busybox")
 TLS_VERSION = "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
 
@@ -172,7 +182,9 @@ class Pair:
         )
 
     def reconcile_subscriber(self) -> subprocess.CompletedProcess[str]:
-        """The rendered script, run by `sh` as the server's OS user, as in the container."""
+        """The rendered script, run by busybox's `sh` (the alpine image's /bin/sh) as the
+        server's OS user, as in the container."""
+        script = self.subscriber_script()
         env = {
             "PATH": "/usr/bin:/bin",
             "PGHOST": str(self.subscriber.daemon.socket_dir),
@@ -182,7 +194,7 @@ class Pair:
             replication.REPLICATOR_PASSWORD_ENV: self.replicator_password,
         }
         return subprocess.run(
-            [RUNUSER, "-u", daemons.POSTGRES_OS_USER, "--", "sh", "-c", self.subscriber_script()],
+            [RUNUSER, "-u", daemons.POSTGRES_OS_USER, "--", BUSYBOX, "sh", "-c", script],
             capture_output=True,
             text=True,
             env=env,
@@ -385,6 +397,12 @@ def test_the_primary_admits_the_replicator_only_with_tls_and_only_to_the_replica
         admitted = login(replication.REPLICATOR, "litellm")
         assert admitted.returncode == 0, admitted.stderr
         assert admitted.stdout.strip() == "TLSv1.3"
+        # A CA path with a space and a quote reaches libpq intact.
+        odd = pair.passfile.with_name("a dir") / "o'ca.crt"
+        odd.parent.mkdir()
+        odd.write_text(pair.tls.ca_pem)
+        ca = odd
+        assert login(replication.REPLICATOR, "litellm").stdout.strip() == "TLSv1.3"
         plain = login(replication.REPLICATOR, "litellm", sslmode="disable")
         assert "no pg_hba.conf entry" in plain.stderr and "no encryption" in plain.stderr
         # The superuser's own database is not replicated, so not admitted.
@@ -404,3 +422,264 @@ def test_the_primary_admits_the_replicator_only_with_tls_and_only_to_the_replica
         assert read.stdout.strip() == "0", read.stderr
         write = login(replication.REPLICATOR, "litellm", "INSERT INTO later VALUES (1)")
         assert "permission denied for table later" in write.stderr
+
+
+# --- the applications' own migrations ----------------------------------------------------------
+
+
+def migrate_open_webui(pair: Pair, workdir: Path) -> None:
+    """Open WebUI 0.6.18's peewee and Alembic migrations, as its role (its start does this)."""
+    password = pair.apps["openwebui"]
+    where = f"{daemons.LOOPBACK}:{pair.primary.daemon.port}"
+    url = f"postgresql://openwebui:{password}@{where}/openwebui"
+    done = run_open_webui(_MIGRATE, {"DATABASE_URL": url}, workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+# The table prisma's `migrate deploy` keeps its record in (prisma's migration engine makes it).
+_PRISMA_MIGRATIONS = """CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    "id" VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum" VARCHAR(64) NOT NULL,
+    "finished_at" TIMESTAMPTZ,
+    "migration_name" VARCHAR(255) NOT NULL,
+    "logs" TEXT,
+    "rolled_back_at" TIMESTAMPTZ,
+    "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count" INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def _recorded(path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return (
+        'INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, '
+        f"applied_steps_count) VALUES ('{uuid.uuid4()}', '{digest}', now(), "
+        f"'{path.parent.name}', 1);\n"
+    )
+
+
+def migrate_litellm(pair: Pair, files: Sequence[Path], workdir: Path) -> None:
+    """LiteLLM's SQL migrations `files`, in order, as its role, each recorded in
+    `_prisma_migrations` as prisma's `migrate deploy` does."""
+    record = workdir / f"record-{files[0].parent.name}.sql"
+    record.write_text(_PRISMA_MIGRATIONS + "".join(_recorded(path) for path in files))
+    args = [arg for path in [*files, record] for arg in ("-f", str(path))]
+    done = subprocess.run(
+        [*postgres_psql(pair.primary.daemon, "litellm", "litellm"), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PGPASSWORD": pair.apps["litellm"]},
+        timeout=MIGRATIONS_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_applications_migrations_are_published_and_user_updates_reach_the_replica(
+    tmp_path: Path,
+) -> None:
+    with started_pair() as pair:
+        migrate_open_webui(pair, tmp_path)
+        migrate_litellm(pair, migration_files(), tmp_path)
+        pair.app_sql(
+            "openwebui",
+            'INSERT INTO "user" (id, name, email, role, profile_image_url, last_active_at, '
+            "updated_at, created_at) VALUES ('u1', 'Ada', 'ada@example.org', 'admin', '', 0, 0, 0)",
+        )
+        pair.reconcile()
+        for db in replication.DATABASES:
+            wait_for(all_ready(pair, db), f"initial copy of {db}")
+        # The nine tables without a primary key are published, and the primary still takes
+        # Open WebUI's UPDATE of its users (without a replica identity it refuses it).
+        pair.app_sql("openwebui", "UPDATE \"user\" SET name = 'Ada L.' WHERE id = 'u1'")
+        wait_for(
+            lambda: pair.subscriber.sql('SELECT name FROM "user"', "openwebui") == "Ada L.",
+            "the updated user on the replica",
+        )
+        pair.app_sql("openwebui", 'DELETE FROM auth; DELETE FROM "user"')
+        wait_for(
+            lambda: pair.subscriber.sql('SELECT count(*) FROM "user"', "openwebui") == "0",
+            "the deleted user on the replica",
+        )
+        pair.app_sql(
+            "litellm",
+            "INSERT INTO \"LiteLLM_Config\" VALUES ('general_settings', '{\"a\": 1}'); "
+            'UPDATE "LiteLLM_Config" SET param_value = \'{"a": 2}\'',
+        )
+        wait_for(caught_up(pair, "litellm", "LiteLLM_Config", "param_name"), "LiteLLM's config row")
+        for db in replication.DATABASES:
+            assert columns(pair.subscriber, db) == columns(pair.primary, db)
+            assert errors(pair, db) == (0, 0)
+        # The migration bookkeeping is copied, not published: a restore from the replica knows
+        # which migrations its schema has.
+        bookkeeping = {
+            "litellm": "SELECT count(*) FROM _prisma_migrations",
+            "openwebui": "SELECT (SELECT version_num FROM alembic_version) || "
+            "(SELECT count(*) FROM migratehistory)",
+        }
+        for db, query in bookkeeping.items():
+            assert pair.subscriber.sql(query, db) == pair.primary.sql(query, db)
+        # and copied again only when it changed: another reconcile leaves the table as it was.
+        copied = "SELECT 'public._prisma_migrations'::regclass::oid"
+        before = pair.subscriber.sql(copied, "litellm")
+        pair.reconcile()
+        assert pair.subscriber.sql(copied, "litellm") == before
+        published = pair.primary.sql(
+            "SELECT string_agg(tablename, ',') FROM pg_publication_tables", "openwebui"
+        ).split(",")
+        assert "user" in published and not set(replication.MIGRATION_TABLES) & set(published)
+
+
+def test_an_upgrade_of_litellm_catches_up_after_reconcile(tmp_path: Path) -> None:
+    files = migration_files()
+    # Before the MCP server table's column is renamed and another one dropped (2025-08, -09).
+    older = [path for path in files if path.parent.name < "20250806"]
+    assert 0 < len(older) < len(files)
+    with started_pair() as pair:
+        migrate_litellm(pair, older, tmp_path)
+        pair.reconcile()
+        pair.app_sql(
+            "litellm",
+            'INSERT INTO "LiteLLM_MCPServerTable" (server_id, alias, url) '
+            "VALUES ('s1', 'first', 'https://mcp.example.org')",
+        )
+        wait_for(all_ready(pair, "litellm"), "initial copy")
+        wait_for(
+            caught_up(pair, "litellm", "LiteLLM_MCPServerTable", "server_id"), "the MCP server row"
+        )
+        # The new image's migrations run on the primary: renamed and dropped columns, new tables.
+        migrate_litellm(pair, files[len(older) :], tmp_path)
+        pair.reconcile()
+        pair.app_sql(
+            "litellm",
+            """UPDATE "LiteLLM_MCPServerTable" SET server_name = 'renamed' WHERE server_id = 's1';
+            INSERT INTO "LiteLLM_Config" VALUES ('after', NULL)""",
+        )
+        wait_for(all_ready(pair, "litellm"), "the re-created and new tables copied")
+        for table, order in (("LiteLLM_MCPServerTable", "server_id"), ("LiteLLM_Config", "1")):
+            wait_for(caught_up(pair, "litellm", table, order), f"{table} after the upgrade")
+        assert columns(pair.subscriber, "litellm") == columns(pair.primary, "litellm")
+        assert errors(pair, "litellm") == (0, 0)
+
+
+def test_a_change_made_before_the_reconcile_stalls_the_subscription_until_it_runs() -> None:
+    with started_pair() as pair:
+        pair.app_sql("litellm", "CREATE TABLE notes (id int PRIMARY KEY, body text)")
+        pair.reconcile()
+        wait_for(all_ready(pair, "litellm"), "initial copy")
+        # A migration adds a column and the application writes it before any reconcile.
+        pair.app_sql(
+            "litellm",
+            "ALTER TABLE notes ADD COLUMN tag text; INSERT INTO notes VALUES (1, 'b', 't')",
+        )
+        name = replication.subscription_name("litellm")
+        wait_for(
+            lambda: (
+                pair.subscriber.sql(
+                    f"SELECT subenabled FROM pg_subscription WHERE subname = '{name}'"
+                )
+                == "f"
+            ),
+            "the subscription disabled by its apply error",
+        )
+        assert errors(pair, "litellm")[0] >= 1
+        pair.reconcile()
+        wait_for(caught_up(pair, "litellm", "notes", "id"), "the row written before reconcile")
+        assert pair.subscriber.sql("SELECT tag FROM notes", "litellm") == "t"
+
+
+@contextlib.contextmanager
+def writing(pair: Pair, database: str, statement: Callable[[int], str]) -> Iterator[None]:
+    """The application writing `statement(n)` for n = 1, 2, ... every 50 ms meanwhile."""
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            pair.app_sql(database, statement(n))
+            stop.wait(0.05)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
+
+
+def test_a_dropped_column_copies_the_table_again_while_rows_keep_arriving() -> None:
+    with started_pair() as pair:
+        pair.app_sql(
+            "litellm",
+            "CREATE TABLE notes (id int PRIMARY KEY, body text, old text); "
+            "INSERT INTO notes SELECT n, 'b' || n, 'o' FROM generate_series(1, 100000) n",
+        )
+        pair.reconcile()
+        wait_for(caught_up(pair, "litellm", "notes", "id"), "initial copy")
+        pair.app_sql("litellm", "ALTER TABLE notes DROP COLUMN old")
+        # Rows written before, while and after the table is dropped, re-created and copied.
+        with writing(pair, "litellm", lambda n: f"INSERT INTO notes VALUES ({200000 + n}, 'x')"):
+            time.sleep(1)
+            pair.reconcile()
+            time.sleep(5)
+        wait_for(all_ready(pair, "litellm"), "the re-created table copied")
+        wait_for(caught_up(pair, "litellm", "notes", "id"), "the rows written meanwhile")
+        assert columns(pair.subscriber, "litellm") == columns(pair.primary, "litellm")
+        assert errors(pair, "litellm") == (0, 0)
+
+
+def pg_ctl(server: Server, *args: str) -> None:
+    cluster = server.daemon.socket_dir.parent
+    argv = [str(daemons.PG_BIN / "pg_ctl"), "-D", str(cluster / "data"), *args]
+    done = subprocess.run(
+        [RUNUSER, "-u", daemons.POSTGRES_OS_USER, "--", *argv],
+        capture_output=True,
+        text=True,
+        timeout=daemons.COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_dead_subscriber_loses_its_slot_at_the_bound_and_reconcile_copies_anew() -> None:
+    with started_pair(wal_keep_mb=TINY_WAL_KEEP_MB) as pair:
+        pair.app_sql("litellm", "CREATE TABLE events (id serial PRIMARY KEY, body text)")
+        pair.app_sql("litellm", "INSERT INTO events (body) VALUES ('before')")
+        pair.reconcile()
+        wait_for(caught_up(pair, "litellm", "events", "id"), "initial copy")
+        slot = (
+            "SELECT active, wal_status, pg_current_wal_lsn() - restart_lsn FROM "
+            f"pg_replication_slots WHERE slot_name = '{replication.subscription_name('litellm')}'"
+        )
+        # The replica's host dies; the primary keeps taking writes and checkpoints.
+        pg_ctl(pair.subscriber, "stop", "-m", "immediate", "-w")
+        try:
+            wait_for(lambda: pair.primary.sql(slot).startswith("f|"), "the slot inactive")
+            for _ in range(3 * TINY_WAL_KEEP_MB * 1024 * 1024 // WAL_SEGMENT_BYTES):
+                pair.app_sql("litellm", "INSERT INTO events (body) SELECT 'while away'")
+                pair.primary.sql("SELECT pg_switch_wal()")
+            pair.primary.sql("CHECKPOINT")
+            # The slot holds no WAL back any more: the bound, not the replica, decides.
+            assert pair.primary.sql(slot) == "f|lost|"
+        finally:
+            # The replica comes back (with the options it had).
+            restart_log = pair.passfile.with_name("restarted.log")
+            pg_ctl(pair.subscriber, "restart", "-w", "-l", str(restart_log))
+        # The reconcile starts its subscription afresh with a new copy.
+        done = pair.reconcile_subscriber()
+        assert done.returncode == 0, done.stderr
+        assert "is lost: copying litellm anew" in done.stderr
+        pair.app_sql("litellm", "INSERT INTO events (body) VALUES ('after')")
+        wait_for(caught_up(pair, "litellm", "events", "id"), "the table copied anew")
+        assert pair.primary.sql(slot).split("|")[:2] == ["t", "reserved"]
+        assert errors(pair, "litellm") == (0, 0)
+
+
+def test_the_subscriber_script_passes_shellcheck_as_posix_sh(tmp_path: Path) -> None:
+    # The replica image's /bin/sh is busybox ash: no bash features may slip in.
+    script = replication.subscriber_reconcile_script("10.0.0.2")
+    result = daemons.shellcheck(script, "sh", tmp_path)
+    assert result.returncode == 0, result.stdout
