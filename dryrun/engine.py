@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import gc
 import hashlib
 import json
 import runpy
@@ -232,6 +233,7 @@ def _run_isolated(
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+        _close_leftover_loops()
     mocks = monitor.mocks
     return ProgramRun(
         stack,
@@ -242,6 +244,19 @@ def _run_isolated(
         tuple(mocks.generated),
         dict(monitor.ids),
     )
+
+
+def _close_leftover_loops() -> None:
+    """Close the event loops the SDK's mocked invokes make in executor threads (pulumi
+    runtime/mocks.py `Invoke`, `_ensure_event_loop`), which nothing closes: left to the
+    interpreter's exit, one may be collected after its own sockets and print a traceback."""
+    for found in gc.get_objects():
+        if (
+            isinstance(found, asyncio.AbstractEventLoop)
+            and not found.is_closed()
+            and not found.is_running()
+        ):
+            found.close()
 
 
 def _program_runner(program: Path) -> Callable[[], None]:

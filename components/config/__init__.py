@@ -62,10 +62,9 @@ A1_HOST_KEY = "host"
 # The replica's host: its component name and the prefix of its Docker resources' names.
 REPLICA_HOST_KEY = "replica"
 REPLICA_RESOURCE_PREFIX = "replica-"
-# Catalog keys of the services the replica's host runs (each when enabled), and of those among
-# them that run there only, never on the A1 host.
+# Catalog keys of the services the replica's host runs: the replica itself (placed by
+# `ai-swarm:replica.enabled`, never by `ai-swarm:services`), and the others each when enabled.
 REPLICA_SERVICES: tuple[str, ...] = ("postgresReplica", "nodeExporter")
-REPLICA_ONLY: tuple[str, ...] = ("postgresReplica",)
 
 
 @dataclass(frozen=True)
@@ -116,9 +115,7 @@ class StackConfig:
             boot_volume_gb=self.boot_volume_gb,
             data_volume_gb=self.data_volume_gb,
             private_ip=self.host_private_ip,
-            services=tuple(
-                key for key in CATALOG if settings.enabled(key) and key not in REPLICA_ONLY
-            ),
+            services=tuple(key for key in CATALOG if settings.enabled(key)),
             allocations=ALLOCATIONS[self.profile.name],
             former_key=self.host_name,
         )
