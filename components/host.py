@@ -160,12 +160,14 @@ class Host(pulumi.ComponentResource):
 
         # The host's SSH host key: cloud-init installs it at first boot and every remote command
         # pins it, so no session (each carries secrets on stdin) trusts whoever answers first.
-        # It is part of the instance's launch inputs (the user data): protected, so that it is
-        # never made again, which would replace the instance.
+        # It is part of the instance's launch inputs (the user data): protected on a host with
+        # a data volume, so that it is never made again, which would replace the instance. A
+        # host without one holds nothing its replacement cannot copy again, and must go
+        # without a `pulumi state unprotect` when its setting is turned off.
         host_key = tls.PrivateKey(
             f"{name}-ssh-host-key",
             algorithm="ED25519",
-            opts=self._child("-ssh-host-key", protect=True),
+            opts=self._child("-ssh-host-key", protect=spec.data_volume_gb is not None),
         )
         self.ssh_host_public_key = host_key.public_key_openssh
         instance = self._instance(name, args, host_key)

@@ -110,6 +110,10 @@ def _backups(**fields: Any) -> dict[str, str]:
     return {"backups": json.dumps(fields)}
 
 
+def _replica(**fields: Any) -> dict[str, str]:
+    return {"replica": json.dumps(fields), "dataVolumeGb": "100"}
+
+
 # setting: (overrides, secrets, the resources it replaces, the resources it deletes)
 SETTINGS: Mapping[str, tuple[dict[str, str], dict[str, str], set[str], set[str]]] = {
     "compartmentOcid": (
@@ -196,6 +200,16 @@ SETTINGS: Mapping[str, tuple[dict[str, str], dict[str, str], set[str], set[str]]
         _backups(ageRecipient=AGE_RECIPIENT),
         {},
         {"offsite-uploader"},
+        set(),
+    ),
+    # The replica adds its host and opens Postgres' port: nothing of the A1 is replaced or
+    # deleted (the data volume must be 100 GB beside it; a real one cannot shrink, see
+    # docs/replica.md).
+    "replica.enabled": (_replica(enabled=True), {}, set(), set()),
+    "replica.externalCidrs": (
+        _replica(enabled=True, externalCidrs=["198.51.100.7/32"]),
+        {},
+        set(),
         set(),
     ),
 }

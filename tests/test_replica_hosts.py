@@ -245,3 +245,12 @@ def test_the_default_stacks_inputs_are_the_recorded_ones_and_the_volume_alone_di
     assert set(after) == set(before)
     changed = sorted(urn.rsplit("::", 1)[1] for urn in before if after[urn] != before[urn])
     assert changed == ["host-data"]
+
+
+def test_turning_the_replica_off_meets_no_protected_resource(replica_run: ProgramRun) -> None:
+    """Everything the replica adds goes with its setting: nothing of it is protected."""
+    added = [r for r in replica_run.registrations if r.name.startswith("replica")]
+    assert {r.type for r in added} >= {INSTANCE, "tls:index/privateKey:PrivateKey", PROVIDER}
+    assert [r.name for r in added if r.protect or r.retain_on_delete] == []
+    # The A1's host key stays protected: a new one would replace the A1.
+    assert replica_run.one("tls:index/privateKey:PrivateKey", "host-ssh-host-key").protect
