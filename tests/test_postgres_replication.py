@@ -398,9 +398,10 @@ def test_without_the_replica_no_step_and_no_timer(always_free_run: ProgramRun) -
 
 
 def test_the_replicas_generated_values_and_what_protects_them(run: ProgramRun) -> None:
-    """Only the replica's superuser password is protected: its data directory keeps it. The
-    roles' passwords are set again by every step, and a new key or certificate only replaces
-    the containers that hold it."""
+    """None is protected, so that turning the replica off deletes all of it: the replica's
+    superuser password lives as long as the Micro's data directory, the roles' passwords are
+    set again by every step, and a new key or certificate only replaces the containers that
+    hold it."""
     added = {
         r.name: r.protect
         for r in run.registrations
@@ -408,8 +409,8 @@ def test_the_replicas_generated_values_and_what_protects_them(run: ProgramRun) -
         and (r.name.startswith("postgres-replication") or r.name.startswith("replica-"))
     }
     assert added == {
-        "replica-ssh-host-key": True,
-        "replica-postgresReplica-superuser": True,
+        "replica-ssh-host-key": False,
+        "replica-postgresReplica-superuser": False,
         "postgres-replication-replicator": False,
         "postgres-replication-peer": False,
         "postgres-replication-tls-ca-key": False,

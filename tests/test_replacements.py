@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dryrun.engine import ProgramRun, run_program
 from dryrun.replacements import FORCES_REPLACEMENT, Plan, plan, rule
 
+REPLICA_DOC = Path(__file__).resolve().parents[1] / "docs" / "replica.md"
 README = Path(__file__).resolve().parents[1] / "README.md"
 INSTANCE, VOLUME, ATTACHMENT = "host-instance", "host-data", "host-data-attachment"
 HOST_AND_DATA = {INSTANCE, VOLUME, ATTACHMENT}
@@ -202,14 +203,15 @@ SETTINGS: Mapping[str, tuple[dict[str, str], dict[str, str], set[str], set[str]]
         {"offsite-uploader"},
         set(),
     ),
-    # The replica adds its host and opens Postgres' port: nothing of the A1 is replaced or
-    # deleted (the data volume must be 100 GB beside it; a real one cannot shrink, see
-    # docs/replica.md).
-    "replica.enabled": (_replica(enabled=True), {}, set(), set()),
+    # The replica adds its host and opens Postgres' port: of the A1, only the Postgres
+    # container is replaced (a restart with logical WAL, TLS and its port on the private
+    # address; its data stays on the volume), nothing deleted (the data volume must be 100 GB
+    # beside it; a real one cannot shrink, see docs/replica.md).
+    "replica.enabled": (_replica(enabled=True), {}, {"postgres-postgres"}, set()),
     "replica.externalCidrs": (
         _replica(enabled=True, externalCidrs=["198.51.100.7/32"]),
         {},
-        set(),
+        {"postgres-postgres"},
         set(),
     ),
 }
@@ -326,16 +328,21 @@ def test_each_row_names_inputs_the_sdk_sends(type_: str) -> None:
 
 
 def _readme_replacements() -> dict[str, str]:
-    text = README.read_text()
-    start = text.index("Settings that replace resources")
+    """The "Settings that replace resources" tables of README and of docs/replica.md (which
+    documents the replica's settings)."""
     rows: dict[str, str] = {}
-    for line in text[start:].splitlines()[1:]:
-        if line.startswith("|") and not line.startswith("|---") and "setting" not in line:
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            for key in re.findall(r"`ai-swarm:([^`]+)`", cells[0]):
-                rows[key] = cells[1]
-        elif rows and not line.startswith("|"):
-            break
+    for document in (README, REPLICA_DOC):
+        text = document.read_text()
+        start = text.index("Settings that replace resources")
+        found: dict[str, str] = {}
+        for line in text[start:].splitlines()[1:]:
+            if line.startswith("|") and not line.startswith("|---") and "setting" not in line:
+                cells = [c.strip() for c in line.strip("|").split("|")]
+                for key in re.findall(r"`ai-swarm:([^`]+)`", cells[0]):
+                    found[key] = cells[1]
+            elif found and not line.startswith("|"):
+                break
+        rows.update(found)
     return rows
 
 

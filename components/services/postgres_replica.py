@@ -37,8 +37,10 @@ class PostgresReplica(Service):
                 "the Postgres replica is placed only with ai-swarm:replica.enabled true"
             )
         super().__init__(name, args, opts)
-        # Kept in the data directory by its first start, as the primary's is.
-        superuser_password = self.generated_secret("superuser", protect=True)
+        # Kept in the data directory by its first start, as the primary's is; not protected: the
+        # data directory is the Micro's, which turning the replica off deletes with it, and
+        # nothing regenerates the value while the replica is on.
+        superuser_password = self.generated_secret("superuser")
         [container] = self.entry.containers
         self.container = self.run(
             ContainerSpec(
