@@ -419,3 +419,20 @@ def test_the_replicas_generated_values_and_what_protects_them(run: ProgramRun) -
         "postgres-replication-tls-server-request": False,
         "postgres-replication-tls-server": False,
     }
+
+
+def test_the_replica_needs_postgres() -> None:
+    with pytest.raises(Exception) as refused:
+        run_program(
+            overrides={
+                "replica": json.dumps({"enabled": True}),
+                "services": json.dumps(
+                    {name: {"enabled": False} for name in ("postgres", "litellm", "openWebui")}
+                ),
+                **SMALL_VOLUME,
+            }
+        )
+    cause = getattr(refused.value, "cause", refused.value)
+    assert isinstance(cause, ConfigError)
+    assert cause.key == "ai-swarm:replica.enabled"
+    assert "ai-swarm:services.postgres.enabled" in str(cause)

@@ -19,7 +19,7 @@ import pulumi
 from components.config import host as host_keys
 from components.config.backups import BackupSchedule, OffsiteSettings, backup_schedule
 from components.config.host import MIN_BLOCK_VOLUME_GB, MIN_BOOT_VOLUME_GB, IpNetwork
-from components.config.readers import NAMESPACE, ConfigError, ipv4_network
+from components.config.readers import NAMESPACE, ConfigError, ipv4_network, key
 from components.config.replica import ReplicaSettings, check_free_storage, replica_settings
 from components.config.services import (
     ModelRoute,
@@ -168,6 +168,14 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         cfg, subnet_cidr, vcn_cidr, subnet_cidr.network_address + HOST_ADDRESS_INDEX
     )
     check_free_storage(replica, boot_volume_gb, data_volume_gb)
+    services = service_settings(cfg, host_size)
+    if replica.enabled and not services.enabled("postgres"):
+        raise ConfigError(
+            f"{key('replica')}.enabled",
+            True,
+            f"false while {key('services')}.postgres.enabled is false: the replica copies "
+            "Postgres' databases",
+        )
     return StackConfig(
         compartment_id=compartment_id,
         tenancy_id=tenancy_id,
@@ -186,7 +194,7 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         ssh_public_key=ssh_public_key,
         ssh_private_key=host_keys.ssh_private_key(cfg, ssh_public_key),
         ssh_identity_file=host_keys.ssh_identity_file(cfg),
-        service_settings=service_settings(cfg, host_size),
+        service_settings=services,
         backups=backup_schedule(cfg),
         replica=replica,
     )
