@@ -10,6 +10,7 @@ from components.host import Host, HostArgs
 from components.host_config import HostSettings, HostSettingsArgs
 from components.network import Network, NetworkArgs
 from components.offsite import OffsiteBackups, OffsiteBackupsArgs
+from components.postgres_replication import PostgresReplication, PostgresReplicationArgs
 from components.services import postgres as postgres_service
 from components.services.placement import Placement, place_services
 
@@ -37,6 +38,8 @@ network = Network(
 # host (the replica's) opens SSH to the admins and nothing else.
 a1_key = config.hosts[0].key
 placed: list[tuple[Host, Placement]] = []
+# With the replica: its TLS and roles, made once the A1 host's addresses are known.
+replication: PostgresReplication | None = None
 for spec in config.hosts:
     new_host = Host(
         spec.key,
@@ -61,10 +64,27 @@ for spec in config.hosts:
             postgres_port=postgres_service.PORT,
         ),
     )
-    placed.append((new_host, place_services(config, new_host, after=[host_settings.sshd])))
+    if config.replica.enabled and spec.key == a1_key:
+        replication = PostgresReplication(
+            "postgres-replication",
+            PostgresReplicationArgs(config.replica, new_host.private_ip, new_host.public_ip),
+        )
+    placed.append(
+        (
+            new_host,
+            place_services(
+                config,
+                new_host,
+                after=[host_settings.sshd],
+                replication=replication.link if replication else None,
+            ),
+        )
+    )
 # The first host holds the stack's data and is the one the outputs name.
 host, placement = placed[0]
 replica_host = placed[1][0] if len(placed) > 1 else None
+if replication is not None:
+    replication.keep(placed)
 if host.data_volume_id is None:
     raise pulumi.RunError(f"the first host, {host.host_key}, must have a data volume")
 
@@ -122,3 +142,6 @@ pulumi.export(
         "sshCommand": replica_host.ssh_command,
     },
 )
+pulumi.export("postgresCaCert", replication.ca_cert_pem if replication else None)
+pulumi.export("postgresPeer", replication.peer_output() if replication else None)
+pulumi.export("postgresPeerPassword", replication.peer_password if replication else None)

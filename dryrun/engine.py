@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import gc
 import hashlib
 import json
 import runpy
@@ -36,6 +37,7 @@ from ai_swarm_policies.contract import (
     REMOTE_IMAGE,
     VCN,
 )
+from dryrun import tls_mocks
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "ai-swarm"
@@ -231,6 +233,7 @@ def _run_isolated(
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+        _close_leftover_loops()
     mocks = monitor.mocks
     return ProgramRun(
         stack,
@@ -241,6 +244,19 @@ def _run_isolated(
         tuple(mocks.generated),
         dict(monitor.ids),
     )
+
+
+def _close_leftover_loops() -> None:
+    """Close the event loops the SDK's mocked invokes make in executor threads (pulumi
+    runtime/mocks.py `Invoke`, `_ensure_event_loop`), which nothing closes: left to the
+    interpreter's exit, one may be collected after its own sockets and print a traceback."""
+    for found in gc.get_objects():
+        if (
+            isinstance(found, asyncio.AbstractEventLoop)
+            and not found.is_closed()
+            and not found.is_running()
+        ):
+            found.close()
 
 
 def _program_runner(program: Path) -> Callable[[], None]:
@@ -334,6 +350,9 @@ GENERATOR_PREFIX = "random:"
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 INSTANCE_TYPE = "oci:Core/instance:Instance"
 TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+TLS_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
+TLS_CERT_REQUEST = "tls:index/certRequest:CertRequest"
+TLS_LOCALLY_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 
 
 class CloudMocks(pulumi_mocks.Mocks):
@@ -424,7 +443,11 @@ def _ssh_ed25519_key(name: str) -> dict[str, str]:
 def _created_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     length = int(inputs.get("length", 32))
     if type_ == TLS_PRIVATE_KEY:
+        if inputs.get("algorithm") == "ECDSA":
+            return tls_mocks.ecdsa_key(name)
         return _ssh_ed25519_key(name)
+    if type_ in tls_mocks.CERTIFICATE_TYPES:
+        return tls_mocks.certificate_outputs(type_, name, plain_value(dict(inputs)))
     outputs: dict[str, dict[str, Any]] = {
         RANDOM_PASSWORD: {"result": _fake(name, "password", length)},
         RANDOM_BYTES: _fake_bytes(name, length),

@@ -40,6 +40,7 @@ _DOCKER = "kreuzwerker/terraform-provider-docker v4.5.0 internal/provider/"
 _RANDOM = "hashicorp/terraform-provider-random f8d869dc internal/provider/"
 _OCI_IDENTITY = "oracle/terraform-provider-oci internal/service/identity/"
 _OCI_OBJECTS = "oracle/terraform-provider-oci internal/service/objectstorage/"
+_TLS = "hashicorp/terraform-provider-tls internal/provider/"
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,41 @@ FORCES_REPLACEMENT: Mapping[str, Rule] = {
     "tls:index/privateKey:PrivateKey": Rule(
         ("algorithm", "rsaBits", "ecdsaCurve"),
         "hashicorp/terraform-provider-tls internal/provider/resource_private_key.go",
+    ),
+    # Certificates: the PEM inputs replace once state holds a PEM (requireReplaceIfStateContains
+    # PEMString); `early_renewal_hours` and `max_path_length` change in place. Apart from
+    # inputs, ModifyPlan replaces a certificate within `early_renewal_hours` of its end
+    # (common_cert.go, modifyPlanIfCertificateReadyForRenewal).
+    "tls:index/selfSignedCert:SelfSignedCert": Rule(
+        (
+            "privateKeyPem",
+            "validityPeriodHours",
+            "allowedUses",
+            "dnsNames",
+            "ipAddresses",
+            "uris",
+            "isCaCertificate",
+            "setSubjectKeyId",
+            "setAuthorityKeyId",
+            "subject",
+        ),
+        _TLS + "resource_self_signed_cert.go @ 7a60d4a3",
+    ),
+    "tls:index/certRequest:CertRequest": Rule(
+        ("privateKeyPem", "dnsNames", "ipAddresses", "uris", "subject"),
+        _TLS + "resource_cert_request.go @ 8486b516",
+    ),
+    "tls:index/locallySignedCert:LocallySignedCert": Rule(
+        (
+            "caCertPem",
+            "caPrivateKeyPem",
+            "certRequestPem",
+            "validityPeriodHours",
+            "allowedUses",
+            "isCaCertificate",
+            "setSubjectKeyId",
+        ),
+        _TLS + "resource_locally_signed_cert.go @ 1586a221",
     ),
     # --- OCI identity and Object Storage ---------------------------------------------------
     # `description`, `matching_rule`, tags: in place (updateIdentityDynamicGroup).

@@ -202,14 +202,15 @@ SETTINGS: Mapping[str, tuple[dict[str, str], dict[str, str], set[str], set[str]]
         {"offsite-uploader"},
         set(),
     ),
-    # The replica adds its host and opens Postgres' port: nothing of the A1 is replaced or
-    # deleted (the data volume must be 100 GB beside it; a real one cannot shrink, see
-    # docs/replica.md).
-    "replica.enabled": (_replica(enabled=True), {}, set(), set()),
+    # The replica adds its host and opens Postgres' port: of the A1, only the Postgres
+    # container is replaced (a restart with logical WAL, TLS and its port on the private
+    # address; its data stays on the volume), nothing deleted (the data volume must be 100 GB
+    # beside it; a real one cannot shrink, see docs/replica.md).
+    "replica.enabled": (_replica(enabled=True), {}, {"postgres-postgres"}, set()),
     "replica.externalCidrs": (
         _replica(enabled=True, externalCidrs=["198.51.100.7/32"]),
         {},
-        set(),
+        {"postgres-postgres"},
         set(),
     ),
 }

@@ -139,7 +139,7 @@ def test_every_docker_resource_is_on_its_hosts_provider_and_platform(
         assert container.property_dependencies["image"] == (image.urn,)
         if host == "replica":
             on_micro.add(container.inputs["name"])
-    assert on_micro == {"node-exporter"}
+    assert on_micro == {"node-exporter", "postgres-replica"}
     networks = {(n.name, provider_name(n)) for n in replica_run.of_type(NETWORK)}
     assert networks == {
         ("services-network", "docker"),
@@ -152,7 +152,7 @@ def test_the_micros_containers_fit_its_memory_less_the_os_reserve(
 ) -> None:
     micro = [c for c in replica_run.of_type(CONTAINER) if _labels(c)[HOST_LABEL] == "replica"]
     memory = {c.inputs["name"]: c.inputs["memory"] for c in micro}
-    assert memory == {"node-exporter": 64}
+    assert memory == {"node-exporter": 64, "postgres-replica": 320}
     # 1 GB less the 512 MB kept for Ubuntu and Docker.
     assert sum(memory.values()) <= 1024 - 512
     a1 = {c.inputs["name"]: c.inputs["memory"] for c in replica_run.of_type(CONTAINER)}
@@ -225,12 +225,15 @@ def test_the_a1_firewall_admits_postgres_from_the_peers_and_the_micros_does_not(
 def test_enabling_the_replica_changes_no_other_input_of_the_a1(
     replica_run: ProgramRun, small_volume_run: ProgramRun
 ) -> None:
-    """Turned on, the replica adds its host and changes only the two rules that admit it."""
+    """Turned on, the replica adds its host and changes only the two rules that admit it and
+    the primary's Postgres container (its replication settings, TLS files and published port:
+    tests/test_postgres_replication.py)."""
     before, after = digests(small_volume_run), digests(replica_run)
     changed = sorted(urn.rsplit("::", 1)[1] for urn in before if after.get(urn) != before[urn])
-    assert changed == ["host-settings-firewall", "swarm-admin-ingress"]
+    assert changed == ["host-settings-firewall", "postgres-postgres", "swarm-admin-ingress"]
     added = {urn.rsplit("::", 1)[1] for urn in set(after) - set(before)}
-    assert all(name.startswith("replica") for name in added), added
+    # The replica's host and the replication's TLS, roles and reconcile steps.
+    assert all(name.startswith(("replica", "postgres-replication")) for name in added), added
 
 
 def test_the_default_stacks_inputs_are_the_recorded_ones_and_the_volume_alone_differs(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ai_swarm_policies import build_policies
-from components.services.catalog import CATALOG
+from components.services.catalog import CONFIGURABLE
 from components.sizing import (
     ALLOCATIONS,
     CPU_OVERCOMMIT,
@@ -50,7 +50,7 @@ def test_reserve_and_overcommit_are_the_packs_defaults() -> None:
 def test_every_profile_table_fits_its_host(profile: str) -> None:
     host = PROFILES[profile].host
     table = ALLOCATIONS[profile]
-    assert set(table) == {c for entry in CATALOG.values() for c in entry.containers}
+    assert set(table) == {c for entry in CONFIGURABLE.values() for c in entry.containers}
     assert sum(a.millicpus for a in table.values()) <= container_millicpus(host)
     assert sum(a.memory_mb for a in table.values()) <= container_memory_mb(host)
 
@@ -68,7 +68,7 @@ def test_host_share_keeps_the_reserve_and_the_overcommit() -> None:
 
 def test_a1_4x24_keeps_to_the_original_ranges() -> None:
     table = ALLOCATIONS["a1-4x24"]
-    for entry in CATALOG.values():
+    for entry in CONFIGURABLE.values():
         low, high = ORIGINAL_RANGES[entry.name]
         total = sum(table[c].memory_mb for c in entry.containers)
         assert low <= total <= high, entry.name

@@ -19,7 +19,7 @@ import pulumi
 from components.config import host as host_keys
 from components.config.backups import BackupSchedule, OffsiteSettings, backup_schedule
 from components.config.host import MIN_BLOCK_VOLUME_GB, MIN_BOOT_VOLUME_GB, IpNetwork
-from components.config.readers import NAMESPACE, ConfigError, ipv4_network
+from components.config.readers import NAMESPACE, ConfigError, ipv4_network, key
 from components.config.replica import ReplicaSettings, check_free_storage, replica_settings
 from components.config.services import (
     ModelRoute,
@@ -62,8 +62,9 @@ A1_HOST_KEY = "host"
 # The replica's host: its component name and the prefix of its Docker resources' names.
 REPLICA_HOST_KEY = "replica"
 REPLICA_RESOURCE_PREFIX = "replica-"
-# Catalog keys of the services the replica's host runs, each when enabled.
-REPLICA_SERVICES: tuple[str, ...] = ("nodeExporter",)
+# Catalog keys of the services the replica's host runs: the replica itself (placed by
+# `ai-swarm:replica.enabled`, never by `ai-swarm:services`), and the others each when enabled.
+REPLICA_SERVICES: tuple[str, ...] = ("postgresReplica", "nodeExporter")
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,12 @@ class StackConfig:
             boot_volume_gb=MICRO_BOOT_VOLUME_GB,
             data_volume_gb=None,
             private_ip=self.replica.private_ip,
-            services=tuple(key for key in REPLICA_SERVICES if settings.enabled(key)),
+            # The replica follows this host, not `ai-swarm:services`; the others, their settings.
+            services=tuple(
+                key
+                for key in REPLICA_SERVICES
+                if not CATALOG[key].configurable or settings.enabled(key)
+            ),
             allocations=MICRO_ALLOCATIONS,
             resource_prefix=REPLICA_RESOURCE_PREFIX,
         )
@@ -167,6 +173,14 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         cfg, subnet_cidr, vcn_cidr, subnet_cidr.network_address + HOST_ADDRESS_INDEX
     )
     check_free_storage(replica, boot_volume_gb, data_volume_gb)
+    services = service_settings(cfg, host_size)
+    if replica.enabled and not services.enabled("postgres"):
+        raise ConfigError(
+            f"{key('replica')}.enabled",
+            True,
+            f"false while {key('services')}.postgres.enabled is false: the replica copies "
+            "Postgres' databases",
+        )
     return StackConfig(
         compartment_id=compartment_id,
         tenancy_id=tenancy_id,
@@ -185,7 +199,7 @@ def load_config(list_availability_domains: AvailabilityDomainLister) -> StackCon
         ssh_public_key=ssh_public_key,
         ssh_private_key=host_keys.ssh_private_key(cfg, ssh_public_key),
         ssh_identity_file=host_keys.ssh_identity_file(cfg),
-        service_settings=service_settings(cfg, host_size),
+        service_settings=services,
         backups=backup_schedule(cfg),
         replica=replica,
     )

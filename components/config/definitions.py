@@ -47,7 +47,7 @@ from components.config.services import (
     MIN_CONTAINER_MILLICPUS,
     RESERVED_ENV_PREFIXES,
 )
-from components.services.catalog import CATALOG, NETWORK_SUBNET
+from components.services.catalog import CONFIGURABLE, NETWORK_SUBNET
 from components.sizing import (
     A1_MAX_MEMORY_GB,
     A1_MAX_MEMORY_GB_PER_OCPU,
@@ -124,7 +124,7 @@ def _whole(low: int, high: int, unit: str = "") -> str:
     return f"a whole number from {low} to {high}{unit}"
 
 
-_SERVICES = ", ".join(f"`{key}`" for key in CATALOG)
+_SERVICES = ", ".join(f"`{key}`" for key in CONFIGURABLE)
 _PROFILE_SIZES = "; ".join(
     f"`{name}`: {profile.host.ocpus} OCPU / {profile.host.memory_gb} GB"
     for name, profile in PROFILES.items()
@@ -483,6 +483,11 @@ DEFINITIONS: tuple[Definition, ...] = (
 )
 
 
+_REPLICA_PRIMARY = (
+    "the `postgres` container (its data stays on the volume): its command gains logical WAL "
+    "and TLS, its files the certificate and the subscribers' pg_hba lines, and it is published "
+    "on the private address"
+)
 _REPLICA_ON = (
     _set("ai-swarm:dataVolumeGb", "100")
     + "\n"
@@ -498,6 +503,7 @@ DEFINITIONS += (
         "and data volumes and the Micro's 50 GB boot volume: a data volume of at most 100 GB "
         "with the default boot volume.",
         example=_REPLICA_ON,
+        replaces=_REPLICA_PRIMARY,
         default=False,
         choices=("true", "false"),
     ),
@@ -520,6 +526,7 @@ DEFINITIONS += (
         example=_REPLICA_ON
         + "\n"
         + _set("'ai-swarm:replica.externalCidrs[0]'", "198.51.100.7/32", path_flag=True),
+        replaces=_REPLICA_PRIMARY,
         default_text="none",
         allowed=f"IPv4 CIDRs outside `vcnCidr`, each /{MIN_EXTERNAL_PREFIX} or narrower",
     ),
@@ -548,7 +555,7 @@ def find(name: str) -> Definition | None:
         found = by_key.get(f"{namespace}:{base}")
         return found if found is not None and found.type.startswith("list") else None
     parts = path.split(".")
-    if parts[0] == "services" and len(parts) == 3 and parts[1] in CATALOG:
+    if parts[0] == "services" and len(parts) == 3 and parts[1] in CONFIGURABLE:
         parts[1] = "<service>"
     elif parts[0] == "modelApiKeys" and len(parts) == 2:  # names are the user's own
         parts = parts[:1]

@@ -20,7 +20,7 @@ from components.config.readers import (
     structured,
     unknown_fields,
 )
-from components.services.catalog import CATALOG
+from components.services.catalog import CATALOG, CONFIGURABLE
 from components.sizing import MILLICPUS_PER_CPU, HostSize
 
 MIN_CONTAINER_MEMORY_MB = 32
@@ -105,7 +105,8 @@ class ServiceSettings:
         return dict(self.overrides).get(service, ServiceOverride())
 
     def enabled(self, service: str) -> bool:
-        return self.override(service).enabled
+        """Enabled through `ai-swarm:services`; a service another setting places never is."""
+        return CATALOG[service].configurable and self.override(service).enabled
 
     @property
     def exposed_ports(self) -> tuple[int, ...]:
@@ -123,7 +124,7 @@ def service_settings(cfg: pulumi.Config, host: HostSize) -> ServiceSettings:
     """Read every service key; `host` bounds the per-service limits."""
     overrides = _service_overrides(cfg, host)
     settings = ServiceSettings(overrides=overrides)
-    _check_service_needs({service for service in CATALOG if settings.enabled(service)})
+    _check_service_needs({service for service in CONFIGURABLE if settings.enabled(service)})
     api_keys = _model_api_keys(cfg)
     return ServiceSettings(
         overrides=overrides,
@@ -138,7 +139,7 @@ def _service_overrides(
 ) -> tuple[tuple[str, ServiceOverride], ...]:
     allowed = (
         "an object keyed by service ("
-        + ", ".join(CATALOG)
+        + ", ".join(CONFIGURABLE)
         + ") with any of "
         + ", ".join(_SERVICE_FIELDS)
     )
@@ -146,8 +147,17 @@ def _service_overrides(
     overrides: list[tuple[str, ServiceOverride]] = []
     for service, fields in given.items():
         full_key = f"{key('services')}.{service}"
-        if service not in CATALOG:
-            raise ConfigError(full_key, fields, f"a service name: one of {', '.join(CATALOG)}")
+        entry = CATALOG.get(service)
+        if entry is not None and entry.placed_by is not None:
+            raise ConfigError(
+                full_key,
+                fields,
+                f"nothing: {service} is not set here, it follows {entry.placed_by} (on when "
+                f"that is true, with the image of {entry.image_of or service}); remove "
+                f"{full_key} and set {entry.placed_by} instead",
+            )
+        if entry is None:
+            raise ConfigError(full_key, fields, f"a service name: one of {', '.join(CONFIGURABLE)}")
         if not isinstance(fields, dict):
             raise ConfigError(
                 full_key, fields, f"an object with any of {', '.join(_SERVICE_FIELDS)}"

@@ -28,6 +28,7 @@ from components.host import DATA_ROOT
 from components.services.catalog import CATALOG, ServiceEntry
 from components.services.image_lock import pinned_reference
 from components.services.privileges import NO_NEW_PRIVILEGES, Privileges, privileges_of
+from components.services.replication_link import ReplicationLink
 from components.sizing import Allocation
 
 HOST_LABEL = "ai-swarm.host"
@@ -68,9 +69,12 @@ class ServiceContext:
     settings: ServiceSettings
     # Where the UIs publish their port: loopback, or the private address when exposed.
     ui_ip: str = LOOPBACK
+    # Set when the replica is enabled: what Postgres and its replica need of each other.
+    replication: ReplicationLink | None = None
 
     def image(self, entry: ServiceEntry) -> str:
-        return self.settings.override(entry.key).image or entry.image
+        source = CATALOG[entry.image_of] if entry.image_of else entry
+        return self.settings.override(source.key).image or source.image
 
     def allocation(self, entry: ServiceEntry, container: str) -> Allocation:
         default = self.allocations[container]
@@ -144,6 +148,15 @@ class SharedVolume:
 
 
 @dataclass(frozen=True)
+class PublishedPort:
+    """A container port published on one host address (never 0.0.0.0), the same number on
+    both sides."""
+
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str  # container name, DNS alias on the network and allocation key
     health: Health
@@ -156,6 +169,8 @@ class ContainerSpec:
     data: Sequence[DataDir] = ()
     volumes: Sequence[SharedVolume] = ()
     published_port: int | None = None  # a UI: published on ServiceContext.ui_ip only
+    # Other ports, each on the address it names (Postgres for its subscribers).
+    published: Sequence[PublishedPort] = ()
     depends_on: Sequence[pulumi.Resource] = ()
     # The host's own view (node-exporter): host network and PID namespace, `/` read-only.
     host_view: bool = False
@@ -367,10 +382,12 @@ class Service(pulumi.ComponentResource):
         return [pulumi.Alias(name=container)] if self.name == self.entry.key else []
 
     def _ports(self, spec: ContainerSpec) -> list[docker.ContainerPortArgs]:
-        if spec.published_port is None:
-            return []
-        port = spec.published_port
-        return [docker.ContainerPortArgs(internal=port, external=port, ip=self.context.ui_ip)]
+        published = list(spec.published)
+        if spec.published_port is not None:
+            published.insert(0, PublishedPort(self.context.ui_ip, spec.published_port))
+        return [
+            docker.ContainerPortArgs(internal=p.port, external=p.port, ip=p.ip) for p in published
+        ]
 
     def finish(self) -> None:
         self.register_outputs({"containers": [c.name for c in self.containers]})

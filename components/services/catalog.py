@@ -30,14 +30,24 @@ class ServiceEntry:
     # containers need not wait for theirs, so `pulumi up` creates them side by side.
     starts_without: tuple[str, ...] = ()
     ui_port: int | None = None  # published on loopback (or to adminCidrs when exposed)
+    # The setting that places this service, for one that `ai-swarm:services` may not name.
+    placed_by: str | None = None
+    # The service whose image (and its `ai-swarm:services.<key>.image`) this one runs.
+    image_of: str | None = None
+
+    @property
+    def configurable(self) -> bool:
+        """Whether `ai-swarm:services.<key>` may name it (enable, disable, size, image)."""
+        return self.placed_by is None
 
 
+POSTGRES_IMAGE = "postgres:15.14-alpine"
 # Version tags, never moving ones. `python -m deploy images` checks each for its host's platform
 # before every deploy; `--lock` pins the digests it checked in images.lock.
 CATALOG: Mapping[str, ServiceEntry] = {
     entry.key: entry
     for entry in (
-        ServiceEntry("postgres", "Postgres", "postgres:15.14-alpine", ("postgres",)),
+        ServiceEntry("postgres", "Postgres", POSTGRES_IMAGE, ("postgres",)),
         ServiceEntry("redis", "Redis", "redis:7.4.5-alpine", ("redis", "redis-sentinel")),
         ServiceEntry(
             "nodeExporter", "NodeExporter", "prom/node-exporter:v1.9.1", ("node-exporter",)
@@ -71,5 +81,19 @@ CATALOG: Mapping[str, ServiceEntry] = {
         ),
         # OpenBao, the open-source continuation of Vault (same API, CLI verbs and Agent).
         ServiceEntry("vault", "Vault", "openbao/openbao:2.7.2", ("vault", "vault-agent")),
+        # The logical replica of Postgres on the Micro (components.replication): there when
+        # the replica is enabled, on the host whose spec names it, with Postgres' own image.
+        ServiceEntry(
+            "postgresReplica",
+            "PostgresReplica",
+            POSTGRES_IMAGE,
+            ("postgres-replica",),
+            placed_by="ai-swarm:replica.enabled",
+            image_of="postgres",
+        ),
     )
+}
+# The services `ai-swarm:services` may name (all but those another setting places), in order.
+CONFIGURABLE: Mapping[str, ServiceEntry] = {
+    key: entry for key, entry in CATALOG.items() if entry.configurable
 }

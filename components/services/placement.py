@@ -38,7 +38,9 @@ from components.services.node_exporter import NodeExporter
 from components.services.open_webui import OpenWebUI
 from components.services.pipelines import Pipelines
 from components.services.postgres import Postgres
+from components.services.postgres_replica import PostgresReplica
 from components.services.redis import Redis
+from components.services.replication_link import ReplicationLink
 from components.services.vault import Vault
 from components.sizing import HostSpec
 from components.ssh import SSH_USER, known_hosts_options
@@ -51,7 +53,17 @@ SSH_OPTIONS = (
 )  # fmt: skip
 
 COMPONENTS: Mapping[str, type[Service]] = {
-    kind.key: kind for kind in (Postgres, Redis, NodeExporter, LiteLLM, OpenWebUI, Pipelines, Vault)
+    kind.key: kind
+    for kind in (
+        Postgres,
+        Redis,
+        NodeExporter,
+        LiteLLM,
+        OpenWebUI,
+        Pipelines,
+        Vault,
+        PostgresReplica,
+    )
 }
 
 
@@ -106,11 +118,15 @@ def ssh_options(identity_file: str | None, instance_id: str) -> list[str]:
 
 
 def place_services(
-    config: StackConfig, host: DockerHost, after: Sequence[pulumi.Resource] = ()
+    config: StackConfig,
+    host: DockerHost,
+    after: Sequence[pulumi.Resource] = (),
+    replication: ReplicationLink | None = None,
 ) -> Placement:
     """Place the services of `host`'s spec on it, with its own Docker provider and network;
     Docker starts only after `after` (host settings its SSH connections need) as well as after
-    the host is ready."""
+    the host is ready. `replication` is what Postgres and its replica add when the replica is
+    enabled."""
     settings = config.service_settings
     spec = host.spec
     ui_ip = host.private_ip if settings.expose_uis else LOOPBACK
@@ -145,6 +161,7 @@ def place_services(
         private_ip=host.private_ip,
         settings=settings,
         ui_ip=ui_ip,
+        replication=replication,
     )
     placed: dict[str, Service] = {}
     for key in dependency_order(list(spec.services)):

@@ -1,4 +1,9 @@
-"""Postgres: the databases of LiteLLM and Open WebUI, scram-sha-256 only, data on the volume."""
+"""Postgres: the databases of LiteLLM and Open WebUI, scram-sha-256 only, data on the volume.
+
+With the replica (`ai-swarm:replica.enabled`), the context's `ReplicationLink` adds the primary's
+logical-replication and TLS settings, the subscribers' `hostssl` lines and the TLS files, and
+publishes 5432 on the host's private address alone (`components.postgres_replication`).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ from components.services.base import (
     ContainerSpec,
     DataDir,
     Health,
+    PublishedPort,
     Service,
     ServiceArgs,
     Upload,
 )
 from components.services.catalog import NETWORK_SUBNET
 from components.services.render import DatabaseRole, Directive, render_directives, render_roles_sql
+from components.services.replication_link import LinkFile, ReplicationLink
 
 PORT = 5432
 SUPERUSER = "postgres"
@@ -23,7 +30,8 @@ HBA_FILE = "/etc/postgresql/pg_hba.conf"
 # `docker exec postgres sh -c 'PGPASSWORD="$POSTGRES_PASSWORD" psql ...'`
 # with this file (it is idempotent; `local` connections use scram, so psql needs the password).
 ROLES_SQL_FILE = "/docker-entrypoint-initdb.d/10-ai-swarm-roles.sql"
-PGDATA = "/var/lib/postgresql/data/pgdata"
+DATA_MOUNT = "/var/lib/postgresql/data"
+PGDATA = f"{DATA_MOUNT}/pgdata"
 # role = database name, one per consumer
 CONSUMERS = ("litellm", "openwebui")
 AUTH = "scram-sha-256"
@@ -37,6 +45,10 @@ def hba_rules() -> list[Directive]:
         ("host", ["all", "all", "127.0.0.1/32", AUTH]),
         *[("host", [name, name, str(NETWORK_SUBNET), AUTH]) for name in CONSUMERS],
     ]
+
+
+def link_files(link: ReplicationLink | None) -> tuple[LinkFile, ...]:
+    return link.primary_files if link else ()
 
 
 class Postgres(Service):
@@ -56,6 +68,7 @@ class Postgres(Service):
                 [DatabaseRole(n, n, p) for n, p in zip(CONSUMERS, passwords, strict=True)]
             )
         )
+        link = self.context.replication
         self.run(
             ContainerSpec(
                 name="postgres",
@@ -72,12 +85,19 @@ class Postgres(Service):
                     f"hba_file={HBA_FILE}",
                     "-c",
                     f"password_encryption={AUTH}",
+                    *(link.primary_args if link else ()),
                 ],
                 uploads=[
-                    Upload(HBA_FILE, render_directives(hba_rules())),
+                    Upload(
+                        HBA_FILE,
+                        render_directives([*hba_rules(), *(link.primary_hba if link else ())]),
+                    ),
                     Upload(ROLES_SQL_FILE, roles_sql, secret=True),
+                    *(Upload(f.path, f.content, secret=f.secret) for f in link_files(link)),
                 ],
-                data=[DataDir("postgres", "/var/lib/postgresql/data")],
+                data=[DataDir("postgres", DATA_MOUNT)],
+                # For the subscribers: on the A1's private address only, never on 0.0.0.0.
+                published=[PublishedPort(self.context.private_ip, PORT)] if link else [],
             )
         )
         self.finish()

@@ -92,21 +92,25 @@ _OPENBAO = Privileges(
     ),
 )
 
-PRIVILEGES: Mapping[str, Privileges] = {
-    # docker-library/postgres 15/alpine3.23/Dockerfile @ 6edb0a8c: `addgroup -g 70 -S postgres;
-    # adduser -u 70 ...`; docker-entrypoint.sh (`set -Eeo pipefail`): only as root (`$(id -u)`
-    # is 0), `find "$PGDATA" \! -user postgres -exec chown postgres '{}' +` and then
-    # `exec gosu postgres "$BASH_SOURCE" "$@"`; as postgres it goes on directly
-    # (`chmod 00700 "$PGDATA" || :` on its own directory), and the init scripts in
-    # /docker-entrypoint-initdb.d run as postgres either way.
-    "postgres": Privileges(
-        runs_as=ImageUser("postgres", 70, 70),
-        capabilities=(),
-        sources=(
-            "docker-library/postgres 15/alpine3.23/Dockerfile @ 6edb0a8c",
-            "docker-library/postgres 15/alpine3.23/docker-entrypoint.sh @ 6edb0a8c",
-        ),
+# docker-library/postgres 15/alpine3.23/Dockerfile @ 6edb0a8c: `addgroup -g 70 -S postgres;
+# adduser -u 70 ...`; docker-entrypoint.sh (`set -Eeo pipefail`): only as root (`$(id -u)`
+# is 0), `find "$PGDATA" \! -user postgres -exec chown postgres '{}' +` and then
+# `exec gosu postgres "$BASH_SOURCE" "$@"`; as postgres it goes on directly
+# (`chmod 00700 "$PGDATA" || :` on its own directory), and the init scripts in
+# /docker-entrypoint-initdb.d run as postgres either way.
+_POSTGRES = Privileges(
+    runs_as=ImageUser("postgres", 70, 70),
+    capabilities=(),
+    sources=(
+        "docker-library/postgres 15/alpine3.23/Dockerfile @ 6edb0a8c",
+        "docker-library/postgres 15/alpine3.23/docker-entrypoint.sh @ 6edb0a8c",
     ),
+)
+
+PRIVILEGES: Mapping[str, Privileges] = {
+    "postgres": _POSTGRES,
+    # The replica runs the same image (catalog `image_of`).
+    "postgres-replica": _POSTGRES,
     "redis": _REDIS,
     "redis-sentinel": _REDIS,
     # prometheus/node_exporter Dockerfile: `USER nobody`, ENTRYPOINT /bin/node_exporter; it only

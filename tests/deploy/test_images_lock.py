@@ -10,7 +10,7 @@ import yaml
 
 from ai_swarm_policies.contract import REMOTE_IMAGE
 from components.services import image_lock
-from components.services.catalog import CATALOG
+from components.services.catalog import CONFIGURABLE
 from components.services.image_lock import LockEntry, LockError, read_lock, write_lock
 from dryrun.engine import ProgramError, run_program
 
@@ -102,7 +102,7 @@ def pulled(overrides: dict[str, str] | None = None) -> dict[str, tuple[str, str]
 
 
 def test_without_a_lock_the_program_pulls_the_catalog_tags(lock: Path) -> None:
-    assert pulled() == {f"{key}-image": (e.image, ARM64) for key, e in CATALOG.items()}
+    assert pulled() == {f"{key}-image": (e.image, ARM64) for key, e in CONFIGURABLE.items()}
 
 
 def test_with_a_lock_the_program_pulls_the_locked_digest_for_its_platform(lock: Path) -> None:

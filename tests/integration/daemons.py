@@ -497,8 +497,11 @@ def _append_image_hba_line(
         hba.write(f"\nhost all all all {method}\n")
 
 
-def _place_uploads(cluster: _Cluster, uploads: Mapping[str, str]) -> dict[str, Path]:
-    """Copies of the container's files, by container path, readable by the server."""
+def _place_uploads(
+    cluster: _Cluster, uploads: Mapping[str, str], modes: Mapping[str, int]
+) -> dict[str, Path]:
+    """Copies of the container's files, by container path, the server user's; a file with an
+    entry in `modes` gets that mode (the upload's `permissions`)."""
     files_dir = cluster.postgres_dir("files")
     files: dict[str, Path] = {}
     for container_path, content in uploads.items():
@@ -507,6 +510,8 @@ def _place_uploads(cluster: _Cluster, uploads: Mapping[str, str]) -> dict[str, P
         if local.exists():
             raise DaemonError(f"two uploads named {local.name}")
         files[container_path] = cluster.write(files_dir, local.name, content)
+        if container_path in modes:
+            files[container_path].chmod(modes[container_path])
     return files
 
 
@@ -578,14 +583,16 @@ def postgres_like_image(
     uploads: Mapping[str, str],
     server_args: Sequence[str],
     port: int | None = None,
+    modes: Mapping[str, int] | None = None,
 ) -> Iterator[PostgresDaemon]:
     """A cluster set up the way the official postgres image's entrypoint sets one up.
 
     `envs` are the container's variables (POSTGRES_USER / PASSWORD / DB / INITDB_ARGS /
     HOST_AUTH_METHOD), `uploads` its files by container path (those in /docker-entrypoint-initdb.d
     run once after initdb), `server_args` the container command after `postgres`; container
-    paths in them are mapped to the copies here. The server listens on loopback TCP only, on an
-    ephemeral port (or `port`: a new server where an old one was), and on a socket in its own
+    paths in them are mapped to the copies here; `modes` gives uploads their permissions. The
+    server listens on loopback TCP only, on an ephemeral port (or `port`: a new server where an
+    old one was), and on a socket in its own
     directory.
     """
     for program in ("initdb", "pg_ctl", "postgres"):
@@ -597,7 +604,7 @@ def postgres_like_image(
         cluster = _Cluster(Path(root))
         _chown_to_postgres(cluster.root)
         cluster.postgres_dir("socket")
-        files = _place_uploads(cluster, uploads)
+        files = _place_uploads(cluster, uploads, modes or {})
         args = _map_paths(server_args, files)
         _initdb(cluster, settings)
         _append_image_hba_line(cluster, settings, args)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from components.services.base import HOST_LABEL
-from components.services.catalog import CATALOG
+from components.services.catalog import CONFIGURABLE
 from components.sizing import ALLOCATIONS, CPU_OVERCOMMIT, HOST_RESERVED_MEMORY_MB
 from dryrun.engine import ProgramRun
 from tests.services.readers import CONTAINER, INSTANCE, container, label, run_with
@@ -42,7 +42,7 @@ def test_preview_knows_every_budget_input() -> None:
     """The policy pack must decide the budgets in `pulumi preview`, before anything exists."""
     run = run_with(preview=True)
     containers = run.of_type(CONTAINER)
-    assert len(containers) == sum(len(entry.containers) for entry in CATALOG.values())
+    assert len(containers) == sum(len(entry.containers) for entry in CONFIGURABLE.values())
     for registration in containers:
         inputs = registration.inputs
         assert isinstance(inputs["cpus"], str)

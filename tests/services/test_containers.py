@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.host import DATA_ROOT, HOST_TAG
-from components.services.catalog import CATALOG, NETWORK_SUBNET
+from components.services.catalog import CATALOG, CONFIGURABLE, NETWORK_SUBNET
 from components.sizing import ALLOCATIONS
 from dryrun.engine import ProgramRun
 from tests.helpers import MAX_LOGS_MB, log_size_mb
@@ -26,7 +26,7 @@ from tests.services.readers import (
     ssh_options,
 )
 
-IDS = [name for entry in CATALOG.values() for name in entry.containers]
+IDS = [name for entry in CONFIGURABLE.values() for name in entry.containers]
 MOVING_TAGS = {"latest", "main", "main-latest", "main-stable", "stable", "dev"}
 # The only container outside the services' network: it needs the host's own view.
 HOST_VIEW = {"node-exporter"}
@@ -202,7 +202,7 @@ def test_every_docker_resource_uses_the_hosts_provider(free_run: ProgramRun) -> 
     provider = free_run.one(PROVIDER)
     docker_resources = [r for r in free_run.registrations if r.type.startswith("docker:")]
     # A container each, an image per service, the services' network, the Agent's tmpfs volume.
-    assert len(docker_resources) == len(IDS) + len(CATALOG) + 2
+    assert len(docker_resources) == len(IDS) + len(CONFIGURABLE) + 2
     # A provider reference is "<urn>::<id>".
     assert {r.provider.rsplit("::", 1)[0] for r in docker_resources} == {provider.urn}
 
