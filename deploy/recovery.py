@@ -331,8 +331,8 @@ def seed_primary(
         _docker(hosts.primary, "start", hosts.writers)
     console.print(f"started {escape(writers)}; the replica follows the new primary")
     console.print(
-        "if you held the replica's reconcile (docs/replica.md, Disaster recovery, step 1), "
-        "release it now"
+        "run `python -m deploy up` again: the replica's reconcile then records the new primary "
+        "as the one it follows (docs/replica.md, Disaster recovery, step 4)"
     )
     return 0
 
