@@ -37,6 +37,24 @@ CONSUMERS = ("litellm", "openwebui")
 AUTH = "scram-sha-256"
 
 
+# The image's server as the primary and the replica run it. -h: the entrypoint's init-time
+# server listens on the socket only, so the check stays unhealthy until the real server is up.
+HEALTH = Health(["CMD", "pg_isready", "-h", "127.0.0.1", "-U", SUPERUSER, "-d", SUPERUSER])
+ENV = {"POSTGRES_USER": SUPERUSER, "POSTGRES_DB": SUPERUSER, "PGDATA": PGDATA}
+
+
+def server_command(*settings: str) -> list[str]:
+    """The container's command: the server with our pg_hba file, scram only, and `settings`."""
+    return [
+        "postgres",
+        "-c",
+        f"hba_file={HBA_FILE}",
+        "-c",
+        f"password_encryption={AUTH}",
+        *settings,
+    ]
+
+
 def hba_rules() -> list[Directive]:
     """Local socket and loopback for the superuser; each consumer only to its own database,
     only from the services' network. Anything else matches no line and is refused."""
@@ -72,21 +90,10 @@ class Postgres(Service):
         self.run(
             ContainerSpec(
                 name="postgres",
-                # -h: the entrypoint's init-time server listens on the socket only, so the check
-                # stays unhealthy until the real server is up.
-                health=Health(
-                    ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", SUPERUSER, "-d", SUPERUSER]
-                ),
-                env={"POSTGRES_USER": SUPERUSER, "POSTGRES_DB": SUPERUSER, "PGDATA": PGDATA},
+                health=HEALTH,
+                env=ENV,
                 secret_env={"POSTGRES_PASSWORD": superuser_password},
-                command=[
-                    "postgres",
-                    "-c",
-                    f"hba_file={HBA_FILE}",
-                    "-c",
-                    f"password_encryption={AUTH}",
-                    *(link.primary_args if link else ()),
-                ],
+                command=server_command(*(link.primary_args if link else ())),
                 uploads=[
                     Upload(
                         HBA_FILE,

@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import pulumi
 
-from components.services.base import ContainerSpec, DataDir, Health, Service, ServiceArgs, Upload
-from components.services.postgres import AUTH, DATA_MOUNT, HBA_FILE, PGDATA, SUPERUSER
+from components.services.base import ContainerSpec, DataDir, Service, ServiceArgs, Upload
+from components.services.postgres import (
+    AUTH,
+    DATA_MOUNT,
+    ENV,
+    HBA_FILE,
+    HEALTH,
+    server_command,
+)
 from components.services.render import Directive, render_directives
 
 
@@ -45,19 +52,10 @@ class PostgresReplica(Service):
         self.container = self.run(
             ContainerSpec(
                 name=container,
-                health=Health(
-                    ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", SUPERUSER, "-d", SUPERUSER]
-                ),
-                env={"POSTGRES_USER": SUPERUSER, "POSTGRES_DB": SUPERUSER, "PGDATA": PGDATA},
+                health=HEALTH,
+                env=ENV,
                 secret_env={"POSTGRES_PASSWORD": superuser_password},
-                command=[
-                    "postgres",
-                    "-c",
-                    f"hba_file={HBA_FILE}",
-                    "-c",
-                    f"password_encryption={AUTH}",
-                    *link.subscriber_args,
-                ],
+                command=server_command(*link.subscriber_args),
                 uploads=[
                     Upload(HBA_FILE, render_directives(replica_hba_rules())),
                     *(Upload(f.path, f.content, secret=f.secret) for f in link.subscriber_files),

@@ -259,3 +259,19 @@ class FakeCloud:
         self, compartment_id: str, query: str, start: datetime, end: datetime
     ) -> Sequence[MetricSeries]:
         return self._series.get(query.split("[", 1)[0], [])
+
+
+class OutputsStack:
+    """A stack that has only outputs (the replica verbs read nothing else)."""
+
+    def __init__(self, outputs: Mapping[str, Any]) -> None:
+        self._outputs = outputs
+
+    def outputs(self) -> Mapping[str, Any]:
+        return self._outputs
+
+    def config(self) -> Mapping[str, str]:
+        return {}
+
+    def deployed_containers(self, host: str | None = None) -> Sequence[str]:
+        return []

@@ -16,7 +16,7 @@ from deploy import cli
 from deploy.idle import Verdict, idle_report
 from deploy.ports import InstanceFacts, MetricSeries
 from deploy.replica import REPLICA_AT_RISK
-from tests.deploy.fakes import FakeClock
+from tests.deploy.fakes import FakeClock, OutputsStack
 from tests.deploy.test_idle import INSTANCE_ID, NOW, POINTS, cloud, instance_body, week
 
 REPLICA_ID = "ocid1.instance.oc1.eu-frankfurt-1.replicainstance"
@@ -67,19 +67,8 @@ class TwoInstances:
         return which.metric_series(compartment_id, query, start, end)
 
 
-class Stack:
-    def __init__(self, outputs: Mapping[str, Any]) -> None:
-        self._outputs = outputs
-
-    def outputs(self) -> Mapping[str, Any]:
-        return self._outputs
-
-    def config(self) -> Mapping[str, str]:
-        return {}
-
-
 def _idle_check(monkeypatch: pytest.MonkeyPatch, outputs: Mapping[str, Any]) -> tuple[int, str]:
-    monkeypatch.setattr(cli, "open_stack", lambda name, create: Stack(outputs))
+    monkeypatch.setattr(cli, "open_stack", lambda name, create: OutputsStack(outputs))
     monkeypatch.setattr(cli, "connect", lambda config: TwoInstances())
     monkeypatch.setattr(cli, "SystemClock", lambda: FakeClock(NOW))
     out = io.StringIO()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import secrets
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from deploy import cli
 from deploy.peer import DEFAULT_CA_PATH, PASSWORD_PLACEHOLDER, peer_text
 from deploy.ports import OperatorError
 from tests.deploy import pg_pair
+from tests.deploy.fakes import OutputsStack
 from tests.deploy.test_cli import run_module
 from tests.integration import daemons
 from tests.integration.test_replication import make_tls
@@ -92,20 +93,6 @@ def test_no_peer_is_refused_naming_the_setting(peer: object) -> None:
         OperatorError, match=r"no off-cloud peer: set ai-swarm:replica\.externalCidrs"
     ):
         peer_text({**OUTPUTS, "postgresPeer": peer}, show_secrets=False, ca_path=DEFAULT_CA_PATH)
-
-
-class OutputsStack:
-    def __init__(self, outputs: Mapping[str, Any]) -> None:
-        self._outputs = outputs
-
-    def outputs(self) -> Mapping[str, Any]:
-        return self._outputs
-
-    def config(self) -> Mapping[str, str]:
-        return {}
-
-    def deployed_containers(self, host: str | None = None) -> Sequence[str]:
-        return []
 
 
 def _main(
