@@ -6,6 +6,7 @@ so these tests also cover enforcement levels, config defaults and the message fo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,6 +104,19 @@ def test_pack_declares_each_policy_with_its_level() -> None:
     info = new_analyzer().GetAnalyzerInfo(None, None)
     assert info.name == "ai-swarm"
     assert {p.name: p.enforcementLevel for p in info.policies} == EXPECTED_LEVELS
+
+
+def test_the_packs_readme_lists_each_policy_with_its_level() -> None:
+    """policies/README.md's table is where a reader looks a policy up: every policy the
+    analyzer declares, at its level, and no other."""
+    readme = (Path(__file__).resolve().parents[2] / "policies" / "README.md").read_text()
+    levels = {"mandatory": MANDATORY, "advisory": ADVISORY}
+    listed = {
+        row[0].strip(" `"): levels[row[1].strip()]
+        for row in (line.strip("|").split("|") for line in readme.splitlines())
+        if len(row) > 2 and row[1].strip() in levels
+    }
+    assert listed == EXPECTED_LEVELS
 
 
 def test_every_threshold_is_a_config_property_with_its_default() -> None:
