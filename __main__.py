@@ -5,7 +5,7 @@ import pulumi
 import pulumi_oci as oci
 
 from components.backups import DUMP_DIR, Backups, BackupsArgs
-from components.config import SSH_PORT, load_config
+from components.config import load_config
 from components.host import Host, HostArgs
 from components.host_config import HostSettings, HostSettingsArgs
 from components.network import Network, NetworkArgs
@@ -34,9 +34,6 @@ network = Network(
         postgres_port=postgres_service.PORT,
     ),
 )
-# The A1 host (the first) runs the UIs and publishes Postgres to the replica's peers; another
-# host (the replica's) opens SSH to the admins and nothing else.
-a1_key = config.hosts[0].key
 placed: list[tuple[Host, Placement]] = []
 # With the replica: its TLS and roles, made once the A1 host's addresses are known.
 replication: PostgresReplication | None = None
@@ -59,12 +56,12 @@ for spec in config.hosts:
             instance_id=new_host.instance_id,
             ready=new_host.ready,
             admin_cidrs=config.admin_cidrs,
-            admin_ports=config.admin_ports if spec.key == a1_key else (SSH_PORT,),
-            postgres_peers=config.replica.peer_networks if spec.key == a1_key else (),
+            admin_ports=spec.admin_ports,
+            postgres_peers=spec.postgres_peers,
             postgres_port=postgres_service.PORT,
         ),
     )
-    if config.replica.enabled and spec.key == a1_key:
+    if spec.postgres_peers:
         replication = PostgresReplication(
             "postgres-replication",
             PostgresReplicationArgs(config.replica, new_host.private_ip, new_host.public_ip),

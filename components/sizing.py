@@ -105,6 +105,10 @@ class HostSpec:
     services: tuple[str, ...]
     # Each container's default limits on this host, by container name.
     allocations: Mapping[str, Allocation]
+    # TCP ports the host admits from the admins (SSH first), in its firewall.
+    admin_ports: tuple[int, ...]
+    # Who may reach the Postgres this host publishes: the replica's peers, or none.
+    postgres_peers: tuple[ipaddress.IPv4Network, ...] = ()
     # Prepended to the names of the host's Docker provider, network and services: empty for the
     # first host, whose resources keep the names of a stack with one host.
     resource_prefix: str = ""

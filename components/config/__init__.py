@@ -117,6 +117,9 @@ class StackConfig:
             private_ip=self.host_private_ip,
             services=tuple(key for key in CATALOG if settings.enabled(key)),
             allocations=ALLOCATIONS[self.profile.name],
+            # The A1 runs the UIs and publishes Postgres to the replica's peers.
+            admin_ports=self.admin_ports,
+            postgres_peers=self.replica.peer_networks,
             former_key=self.host_name,
         )
         if not self.replica.enabled:
@@ -137,6 +140,7 @@ class StackConfig:
                 if not CATALOG[key].configurable or settings.enabled(key)
             ),
             allocations=MICRO_ALLOCATIONS,
+            admin_ports=(SSH_PORT,),
             resource_prefix=REPLICA_RESOURCE_PREFIX,
         )
         return (a1, micro)
