@@ -9,7 +9,6 @@ import io
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
@@ -31,6 +30,7 @@ from deploy.replica import (
 )
 from deploy.status import Level, StatusReport
 from tests.deploy import pg_pair
+from tests.deploy.fakes import OutputsStack
 
 LITELLM, OPENWEBUI = subscription_name("litellm"), subscription_name("openwebui")
 
@@ -142,18 +142,15 @@ def test_an_unreachable_replica_fails_with_the_reason(
     )
 
 
-class TwoHostStack:
+class TwoHostStack(OutputsStack):
     """The stack as `status` reads it: the A1 and the replica outputs, containers per host."""
 
     def __init__(self) -> None:
-        self.hosts_asked: list[str | None] = []
-
-    def outputs(self) -> Mapping[str, Any]:
         replica = {"instanceId": "ocid1.instance.replica", "publicIp": "192.0.2.11"}
-        return {"publicIp": "192.0.2.10", "instanceId": "ocid1.instance.a1", "replica": replica}
-
-    def config(self) -> Mapping[str, str]:
-        return {}
+        super().__init__(
+            {"publicIp": "192.0.2.10", "instanceId": "ocid1.instance.a1", "replica": replica}
+        )
+        self.hosts_asked: list[str | None] = []
 
     def deployed_containers(self, host: str | None = None) -> Sequence[str]:
         self.hosts_asked.append(host)
